@@ -1,0 +1,597 @@
+//! Linux: POSIX shared-memory objects in `/dev/shm`, with Windows lifetime
+//! emulated by `flock`.
+//!
+//! # The protocol
+//!
+//! An object is the plain file `/dev/shm/NAME`; the user's bytes start at
+//! offset 0 and nothing else is stored in them, so `shm_open("/NAME")` in C
+//! and `multiprocessing.shared_memory.SharedMemory("NAME")` in Python see
+//! the same bytes.
+//!
+//! **Marking.** memlink's objects carry the extended attribute
+//! `user.memlink` = `KIND;LIFETIME` (`region;last-handle`, ...). tmpfs
+//! supports `user.*` attributes from Linux 6.6. On older kernels the
+//! fallback marks a last-handle object with the sticky bit (`S_ISVTX`,
+//! which Linux ignores on regular files); a persistent object there is left
+//! unmarked, which is harmless since unmarked objects are persistent anyway.
+//! Objects without a mark are *foreign*: never reaped, only removed on
+//! request.
+//!
+//! **Liveness.** Every handle holds a shared `flock` on its own open file
+//! description. The kernel drops it when the handle is closed or the process
+//! dies, so "a non-blocking exclusive `flock` succeeds" means "no live
+//! handle". `flock` (not `fcntl` record locks, which a process loses when it
+//! closes *any* descriptor of the file) is what makes this hold.
+//!
+//! **Create** makes the object nameless with `O_TMPFILE`, sets its mode,
+//! mark and size (reserving the memory with `fallocate`, so a full
+//! `/dev/shm` is `ENOSPC` now rather than `SIGBUS` later), takes its shared
+//! lock, and only then gives it its name with `linkat`, which fails if the
+//! name exists. Nobody can open a half-made object, a crash before `linkat`
+//! leaves nothing behind, and of N racing creators exactly one `linkat`
+//! wins. A creator that finds the name taken checks whether the holder is
+//! stale (a last-handle object with no live handle): if so it removes the
+//! name and tries again.
+//!
+//! **Close** of a last-handle object converts the shared lock to a
+//! non-blocking exclusive one. Success means no other handle exists, so the
+//! closer removes the name (after checking that the name still refers to
+//! its inode). Two handles closing at once cannot both fail: the kernel
+//! orders the two conversions, and the second sees the first one's lock
+//! gone.
+//!
+//! **Open** first tries the exclusive lock: success on a last-handle object
+//! means its holders are all dead, so it is removed and the open reports
+//! `NotFound`, as on Windows. Otherwise it takes the shared lock and then
+//! checks `st_nlink` with `fstat`: an opener that raced a closer (opened the
+//! file just before the closer removed the name) finds a link count of 0
+//! and starts again, so it never holds an object that no name refers to.
+//!
+//! A short exclusive probe (by `open`, `list` or a creator's stale check)
+//! can make a concurrent closer believe another handle exists, leaving a
+//! stale name behind; the next `create`, `open` or `reap` of that name
+//! removes it, so the Windows rules still hold for every caller.
+//!
+//! A handle must not be shared with a child made by `fork` (the child's
+//! copy of the descriptor shares the lock); handles are close-on-exec.
+
+use std::ffi::CString;
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::ptr::NonNull;
+use std::sync::OnceLock;
+
+use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
+use rustix::io::Errno;
+use rustix::mm::{MapFlags, ProtFlags};
+
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::name::Name;
+use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
+
+const SHM_DIR: &str = "/dev/shm";
+const MARK_ATTR: &str = "user.memlink";
+/// How often create/open start over after losing a race before giving up.
+const RACE_RETRIES: usize = 1000;
+
+fn shm_dir() -> io::Result<BorrowedFd<'static>> {
+    static DIR: OnceLock<OwnedFd> = OnceLock::new();
+    if let Some(dir) = DIR.get() {
+        return Ok(dir.as_fd());
+    }
+    let fd = fs::open(
+        SHM_DIR,
+        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    Ok(DIR.get_or_init(|| fd).as_fd())
+}
+
+/// What memlink wrote on an object: its kind and lifetime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Mark {
+    kind: ObjectKind,
+    lifetime: Lifetime,
+}
+
+impl Mark {
+    fn encode(self) -> String {
+        format!("{};{}", self.kind.as_str(), self.lifetime.as_str())
+    }
+
+    fn decode(value: &[u8]) -> Option<Mark> {
+        let text = std::str::from_utf8(value).ok()?;
+        let (kind, lifetime) = text.split_once(';')?;
+        let lifetime = match lifetime {
+            "last-handle" => Lifetime::LastHandle,
+            "persistent" => Lifetime::Persistent,
+            _ => return None,
+        };
+        Some(Mark {
+            kind: ObjectKind::from_str(kind)?,
+            lifetime,
+        })
+    }
+
+    fn write(self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
+        match fs::fsetxattr(
+            fd,
+            MARK_ATTR,
+            self.encode().as_bytes(),
+            fs::XattrFlags::empty(),
+        ) {
+            Ok(()) => Ok(()),
+            Err(Errno::OPNOTSUPP) if self.lifetime == Lifetime::LastHandle => {
+                fs::fchmod(fd, Mode::from_raw_mode(mode | libc::S_ISVTX))?;
+                Ok(())
+            }
+            Err(Errno::OPNOTSUPP) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Reads the mark; `None` means a foreign object.
+    fn read(fd: BorrowedFd<'_>, st_mode: u32) -> Option<Mark> {
+        let mut buf = [0u8; 64];
+        match fs::fgetxattr(fd, MARK_ATTR, &mut buf) {
+            Ok(n) => Mark::decode(&buf[..n]),
+            Err(Errno::OPNOTSUPP) if st_mode & libc::S_ISVTX != 0 => Some(Mark {
+                kind: ObjectKind::Region,
+                lifetime: Lifetime::LastHandle,
+            }),
+            Err(_) => None,
+        }
+    }
+}
+
+fn os_err(operation: Operation, kind: ObjectKind, name: &Name, e: impl Into<io::Error>) -> Error {
+    Error::os(operation, kind, name.given(), e.into())
+}
+
+/// An open named object: a descriptor holding a shared `flock`.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    fd: OwnedFd,
+    name: Name,
+    kind: ObjectKind,
+    size: u64,
+    /// `Some` for a memlink last-handle object, whose name goes with the
+    /// last handle.
+    remove_on_last_close: bool,
+}
+
+impl Handle {
+    pub(crate) fn create(name: &Name, kind: ObjectKind, spec: &CreateSpec) -> Result<Handle> {
+        let op = Operation::Create;
+        let err = |e: io::Error| os_err(op, kind, name, e);
+        let dir = shm_dir().map_err(err)?;
+        let mode = spec.mode & 0o777;
+        let fd = fs::openat(
+            dir,
+            ".",
+            OFlags::TMPFILE | OFlags::RDWR | OFlags::CLOEXEC,
+            Mode::from_raw_mode(mode),
+        )
+        .map_err(|e| err(e.into()))?;
+        // The umask may have narrowed the mode given to open.
+        fs::fchmod(&fd, Mode::from_raw_mode(mode)).map_err(|e| err(e.into()))?;
+        let mark = Mark {
+            kind,
+            lifetime: spec.lifetime,
+        };
+        mark.write(fd.as_fd(), mode).map_err(err)?;
+        if spec.reserve {
+            fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size).map_err(|e| {
+                reserve_error(name, kind, spec.size, e)
+            })?;
+        } else {
+            fs::ftruncate(&fd, spec.size).map_err(|e| reserve_error(name, kind, spec.size, e))?;
+        }
+        // Cannot block: nobody else can reach a nameless file.
+        fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
+        let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+            .expect("no NUL in a formatted path");
+        for _ in 0..RACE_RETRIES {
+            match fs::linkat(
+                fs::CWD,
+                proc_path.as_c_str(),
+                dir,
+                name.base(),
+                AtFlags::SYMLINK_FOLLOW,
+            ) {
+                Ok(()) => {
+                    return Ok(Handle {
+                        fd,
+                        name: name.clone(),
+                        kind,
+                        size: spec.size,
+                        remove_on_last_close: spec.lifetime == Lifetime::LastHandle,
+                    })
+                }
+                Err(Errno::EXIST) => {
+                    if !remove_if_stale(dir, name.base()).map_err(err)? {
+                        return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists));
+                    }
+                }
+                Err(e) => return Err(err(e.into())),
+            }
+        }
+        Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists)
+            .with_detail("the name kept being re-created while stale copies were removed"))
+    }
+
+    pub(crate) fn open(name: &Name, kind: ObjectKind, access: Access) -> Result<Handle> {
+        let op = Operation::Open;
+        let err = |e: io::Error| os_err(op, kind, name, e);
+        let dir = shm_dir().map_err(err)?;
+        let flags = match access {
+            Access::ReadOnly => OFlags::RDONLY,
+            Access::ReadWrite => OFlags::RDWR,
+        } | OFlags::NOFOLLOW
+            | OFlags::CLOEXEC;
+        for _ in 0..RACE_RETRIES {
+            let fd = match fs::openat(dir, name.base(), flags, Mode::empty()) {
+                Ok(fd) => fd,
+                Err(Errno::NOENT) => return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound)),
+                Err(Errno::LOOP) => {
+                    return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
+                        .with_detail("it is a symbolic link, not a shared-memory object"))
+                }
+                Err(e) => return Err(err(e.into())),
+            };
+            let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
+            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+                return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
+                    .with_detail("it is not a shared-memory object"));
+            }
+            let mark = Mark::read(fd.as_fd(), st.st_mode);
+            if let Some(mark) = mark {
+                if mark.kind != kind {
+                    return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
+                        .with_detail(format!("it is a {}", mark.kind)));
+                }
+            }
+            let last_handle = mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle);
+            match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) if last_handle => {
+                    // Every holder is dead: the object is gone, as on Windows.
+                    unlink_if_same(dir, name.base(), &fd).map_err(err)?;
+                    return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound));
+                }
+                Ok(()) | Err(Errno::WOULDBLOCK) => {}
+                Err(e) => return Err(err(e.into())),
+            }
+            // Blocks only while another process briefly holds the exclusive
+            // lock to close, probe or reap.
+            fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
+            let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
+            if st.st_nlink == 0 {
+                continue; // raced a closer that removed the name; look again
+            }
+            return Ok(Handle {
+                fd,
+                name: name.clone(),
+                kind,
+                size: st.st_size as u64,
+                remove_on_last_close: last_handle,
+            });
+        }
+        Err(Error::new(op, kind, name.given(), ErrorKind::NotFound)
+            .with_detail("the name kept being removed and re-created"))
+    }
+
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {
+        let page = rustix::param::page_size() as u64;
+        let aligned = offset - offset % page;
+        let lead = (offset - aligned) as usize;
+        let map_len = len.checked_add(lead).ok_or_else(|| {
+            Error::new(Operation::Map, self.kind, self.name.given(), ErrorKind::InvalidArgument)
+        })?;
+        let prot = if writable {
+            ProtFlags::READ | ProtFlags::WRITE
+        } else {
+            ProtFlags::READ
+        };
+        // SAFETY: a fresh mapping at an address the kernel chooses cannot
+        // alias any Rust object; the descriptor is valid for the call.
+        let base = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                prot,
+                MapFlags::SHARED,
+                &self.fd,
+                aligned,
+            )
+        }
+        .map_err(|e| {
+            let e: io::Error = e.into();
+            Error::os(Operation::Map, self.kind, self.name.given(), e)
+        })?;
+        let base = NonNull::new(base.cast::<u8>()).expect("mmap never returns null on success");
+        Ok(Mapping {
+            base,
+            map_len,
+            lead,
+            len,
+        })
+    }
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if !self.remove_on_last_close {
+            return;
+        }
+        if fs::flock(&self.fd, FlockOperation::NonBlockingLockExclusive).is_ok() {
+            if let Ok(dir) = shm_dir() {
+                // Nothing to report to: a failure leaves a stale name, which
+                // the next create/open/reap removes.
+                let _ = unlink_if_same(dir, self.name.base(), &self.fd);
+            }
+        }
+    }
+}
+
+/// Removes `base` from `dir` if it still names the inode open as `fd`.
+/// The caller holds the exclusive lock, so no handle can appear meanwhile.
+fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<()> {
+    let ours = fs::fstat(fd)?;
+    if ours.st_nlink == 0 {
+        return Ok(());
+    }
+    match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(named) if named.st_dev == ours.st_dev && named.st_ino == ours.st_ino => {
+            match fs::unlinkat(dir, base, AtFlags::empty()) {
+                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Err(e) => Err(e.into()),
+            }
+        }
+        Ok(_) | Err(Errno::NOENT) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// If `base` names a memlink last-handle object with no live handle,
+/// removes it. Returns whether the name is (now) free to try again.
+fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<bool> {
+    let fd = match fs::openat(
+        dir,
+        base,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+    Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(true),
+        Err(Errno::ACCESS) | Err(Errno::LOOP) => return Ok(false),
+        Err(e) => return Err(e.into()),
+    };
+    let st = fs::fstat(&fd)?;
+    let mark = Mark::read(fd.as_fd(), st.st_mode);
+    if !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
+        return Ok(false);
+    }
+    match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {
+            unlink_if_same(dir, base, &fd)?;
+            Ok(true)
+        }
+        Err(Errno::WOULDBLOCK) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
+    let op = Operation::Create;
+    match e {
+        Errno::NOSPC | Errno::NOMEM => Error::new(op, kind, name.given(), ErrorKind::OutOfMemory)
+            .with_detail(format!(
+                "{size} bytes asked, more than {SHM_DIR} has free ({})",
+                io::Error::from(e)
+            )),
+        Errno::FBIG | Errno::INVAL => Error::new(op, kind, name.given(), ErrorKind::InvalidArgument)
+            .with_detail(format!("a size of {size} bytes is too large ({})", io::Error::from(e))),
+        e => Error::os(op, kind, name.given(), e.into()),
+    }
+}
+
+/// A mapped view. The OS mapping starts `lead` bytes before the view, at
+/// the page boundary the kernel requires.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    base: NonNull<u8>,
+    map_len: usize,
+    lead: usize,
+    len: usize,
+}
+
+// SAFETY: a Mapping is an address range owned by this value alone; the
+// memory behind it is shared memory, valid from any thread until unmapped.
+unsafe impl Send for Mapping {}
+// SAFETY: &Mapping gives only the address; access rules are the caller's.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        // SAFETY: lead < map_len, so the result stays inside the mapping.
+        unsafe { self.base.as_ptr().add(self.lead) }
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: base/map_len are exactly what mmap returned, and nothing
+        // can use the range after the Mapping is gone.
+        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.map_len) };
+    }
+}
+
+/// The holders of every flock in the system, keyed by (device, inode),
+/// from `/proc/locks`.
+fn flock_holders() -> Vec<((u64, u64), u32)> {
+    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
+        return Vec::new();
+    };
+    // "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF"; blocked waiters
+    // have a "->" after the number and are not holders.
+    text.lines()
+        .filter_map(|line| {
+            let mut fields = line.split_whitespace();
+            fields.next()?;
+            if fields.next()? != "FLOCK" {
+                return None;
+            }
+            fields.next()?;
+            fields.next()?;
+            let pid: u32 = fields.next()?.parse().ok()?;
+            let mut dev_ino = fields.next()?.rsplitn(2, ':');
+            let ino: u64 = dev_ino.next()?.parse().ok()?;
+            let (major, minor) = dev_ino.next()?.split_once(':')?;
+            let major = u32::from_str_radix(major, 16).ok()?;
+            let minor = u32::from_str_radix(minor, 16).ok()?;
+            Some(((libc::makedev(major, minor), ino), pid))
+        })
+        .collect()
+}
+
+fn describe(
+    dir: BorrowedFd<'_>,
+    base: &str,
+    holders: &[((u64, u64), u32)],
+) -> io::Result<Option<(ObjectInfo, Option<OwnedFd>)>> {
+    let st = match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+        return Ok(None);
+    }
+    let mut info = ObjectInfo {
+        name: base.to_owned(),
+        kind: None,
+        size: st.st_size as u64,
+        lifetime: Lifetime::Persistent,
+        state: State::Unknown,
+        holders: Vec::new(),
+        mode: Some(st.st_mode & 0o7777),
+    };
+    let fd = match fs::openat(
+        dir,
+        base,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Ok(None),
+        Err(_) => return Ok(Some((info, None))),
+    };
+    let st = fs::fstat(&fd)?;
+    let key = (st.st_dev, st.st_ino);
+    info.holders = holders
+        .iter()
+        .filter(|(k, _)| *k == key)
+        .map(|&(_, pid)| pid)
+        .collect();
+    info.holders.sort_unstable();
+    info.holders.dedup();
+    if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode) {
+        info.kind = Some(mark.kind);
+        info.lifetime = mark.lifetime;
+    }
+    info.state = match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) if info.lifetime == Lifetime::LastHandle && info.kind.is_some() => {
+            // Keep the lock: a reaper goes on to remove it under this lock.
+            return Ok(Some((
+                ObjectInfo {
+                    state: State::Stale,
+                    ..info
+                },
+                Some(fd),
+            )));
+        }
+        Ok(()) | Err(Errno::WOULDBLOCK) => State::Alive,
+        Err(_) => State::Unknown,
+    };
+    Ok(Some((info, None)))
+}
+
+fn for_each_object(
+    operation: Operation,
+    mut visit: impl FnMut(BorrowedFd<'_>, &str, ObjectInfo, Option<OwnedFd>) -> io::Result<()>,
+) -> Result<()> {
+    let err = |e: io::Error| list_error(operation, e);
+    let dir = shm_dir().map_err(err)?;
+    let listing = fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| err(e.into()))?;
+    let holders = flock_holders();
+    let mut entries = fs::Dir::new(listing).map_err(|e| err(e.into()))?;
+    while let Some(entry) = entries.read() {
+        let entry = entry.map_err(|e| err(e.into()))?;
+        let Ok(base) = entry.file_name().to_str() else {
+            continue;
+        };
+        if base == "." || base == ".." {
+            continue;
+        }
+        let base = base.to_owned();
+        if let Some((info, stale_lock)) = describe(dir, &base, &holders).map_err(err)? {
+            visit(dir, &base, info, stale_lock).map_err(err)?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
+    let mut out = Vec::new();
+    for_each_object(Operation::List, |_, _, info, _| {
+        out.push(info);
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
+    let err = |e: io::Error| os_err(Operation::Inspect, ObjectKind::Region, name, e);
+    let dir = shm_dir().map_err(err)?;
+    match describe(dir, name.base(), &flock_holders()).map_err(err)? {
+        Some((info, _)) => Ok(info),
+        None => Err(Error::new(
+            Operation::Inspect,
+            ObjectKind::Region,
+            name.given(),
+            ErrorKind::NotFound,
+        )),
+    }
+}
+
+pub(crate) fn remove(name: &Name) -> Result<()> {
+    let err = |e: io::Error| os_err(Operation::Remove, ObjectKind::Region, name, e);
+    let dir = shm_dir().map_err(err)?;
+    fs::unlinkat(dir, name.base(), AtFlags::empty()).map_err(|e| err(e.into()))
+}
+
+pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
+    let mut reaped = Vec::new();
+    for_each_object(Operation::Reap, |dir, base, info, stale_lock| {
+        if let Some(fd) = stale_lock {
+            unlink_if_same(dir, base, &fd)?;
+            reaped.push(info);
+        }
+        Ok(())
+    })?;
+    Ok(reaped)
+}

@@ -1,0 +1,30 @@
+//! The platform layer: the only place that knows which OS it runs on.
+//!
+//! Every backend provides the same small interface:
+//!
+//! - `Handle`: an open named object. `Handle::create(name, kind, spec)`
+//!   publishes a fully made object atomically (exclusive; a stale one of
+//!   the same name is reaped first), `Handle::open(name, kind, access)`
+//!   opens one, `size()` tells its size, `map(offset, len, writable)` maps
+//!   a view at any byte offset (the backend aligns the OS mapping). Dropping
+//!   the handle closes it and, for [`Lifetime::LastHandle`] objects, removes
+//!   the name when it was the last handle.
+//! - `Mapping`: a mapped view; `as_ptr()`, `len()`, unmapped on drop.
+//! - `list()`, `inspect(name)`, `remove(name)`, `reap()`.
+//!
+//! [`Lifetime::LastHandle`]: crate::Lifetime::LastHandle
+
+#[cfg(target_os = "linux")]
+mod linux;
+#[cfg(target_os = "linux")]
+pub(crate) use linux::*;
+
+#[cfg(all(unix, not(target_os = "linux")))]
+mod posix;
+#[cfg(all(unix, not(target_os = "linux")))]
+pub(crate) use posix::*;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+pub(crate) use windows::*;
