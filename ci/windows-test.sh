@@ -120,26 +120,25 @@ place_shim() {
 # --------------------------------------------------------------------- Wine
 WINESERVER_STARTED=0
 start_wine() {
-    # Start a persistent wineserver ourselves, detached from our stdout/stderr,
-    # so that a lingering wineserver (or services.exe/explorer.exe it keeps
-    # alive) never holds the caller's pipes open; stop it on exit.
+    # Start a persistent (-p) wineserver ourselves, detached from our
+    # stdout/stderr, so that a lingering wineserver (or the services.exe /
+    # winedevice.exe it keeps alive) never holds the caller's pipes open and
+    # tests don't pay a server start each. stop_wine ends it with -k (which
+    # also flushes the registry to disk). NB: `wineserver -w` on a persistent
+    # server waits forever, hence -k.
     mkdir -p "$WINEPREFIX"
     "$WINESERVER" -p </dev/null >/dev/null 2>&1 || true
     WINESERVER_STARTED=1
     if [[ ! -f $WINEPREFIX/system.reg ]]; then
-        log "initialising Wine prefix $WINEPREFIX (first time takes ~10-30 s)"
+        # First use of this prefix (system.reg is written when the server
+        # flushes the registry, at the latest by `wineserver -k`).
+        log "initialising Wine prefix $WINEPREFIX"
         local t0=$SECONDS
         if ! timeout 300 "$WINE" wineboot --init </dev/null >"$TARGET_DIR/wineboot.log" 2>&1; then
             cat "$TARGET_DIR/wineboot.log" >&2 || true
-            die "wineboot --init failed"
+            die "initialising the Wine prefix (wineboot --init) failed"
         fi
-        # Wait for the prefix setup (registry flush) to finish.
-        for _ in $(seq 1 120); do
-            [[ -f $WINEPREFIX/system.reg ]] && break
-            sleep 1
-        done
-        [[ -f $WINEPREFIX/system.reg ]] || die "Wine prefix was not created"
-        log "Wine prefix ready in $((SECONDS - t0)) s"
+        log "Wine prefix ready after $((SECONDS - t0)) s"
     fi
 }
 

@@ -1,0 +1,176 @@
+//! Runs roles of a test in child processes: the test binary re-runs itself
+//! with `--ignored --exact child_entry` and the role in the environment.
+//! Parent and child talk over the child's stdin/stdout, line by line, and
+//! every wait has a deadline so a bug fails the test instead of hanging it.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader, Write};
+use std::process::{Command, ExitStatus, Stdio};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::Duration;
+
+/// How long any single wait in a test may take before the test fails.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+pub const ROLE_VAR: &str = "MEMLINK_TEST_ROLE";
+
+/// Starts a child's line to its parent; libtest may have written
+/// `test child_entry ... ` on the same line before it.
+const MARKER: &str = "<<memlink>>";
+
+/// A unique name for one test's objects, so tests can run in parallel.
+pub fn unique_name(tag: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "memlink-test-{tag}-{}-{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// The role and its arguments, when this process is a child.
+pub fn role() -> Option<Vec<String>> {
+    let spec = std::env::var(ROLE_VAR).ok()?;
+    Some(spec.split('\u{1f}').map(str::to_owned).collect())
+}
+
+/// In a child: tells the parent something.
+pub fn say(line: impl AsRef<str>) {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{MARKER}{}", line.as_ref()).unwrap();
+    out.flush().unwrap();
+}
+
+/// In a child: waits for the parent's next line (EOF gives `None`).
+pub fn hear() -> Option<String> {
+    let mut line = String::new();
+    match std::io::stdin().read_line(&mut line) {
+        Ok(0) | Err(_) => None,
+        Ok(_) => Some(line.trim_end().to_owned()),
+    }
+}
+
+pub struct Child {
+    process: std::process::Child,
+    lines: Receiver<String>,
+    stdin: Option<std::process::ChildStdin>,
+    role: String,
+}
+
+impl Child {
+    /// Starts a child running `role` with `args`.
+    pub fn spawn(role: &str, args: &[&str]) -> Child {
+        let mut spec = vec![role];
+        spec.extend_from_slice(args);
+        let mut process = Command::new(std::env::current_exe().unwrap())
+            .args(["--ignored", "--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .env(ROLE_VAR, spec.join("\u{1f}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn the test binary as a child");
+        let stdout = process.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // Only our own lines: libtest prints its own chatter too.
+                if let Some((_, ours)) = line.split_once(MARKER) {
+                    if tx.send(ours.to_owned()).is_err() {
+                        break;
+                    }
+                }
+            }
+        });
+        let stdin = process.stdin.take();
+        Child {
+            process,
+            lines,
+            stdin,
+            role: role.to_owned(),
+        }
+    }
+
+    /// The child's next line; fails the test if none comes in time.
+    pub fn next_line(&self) -> String {
+        match self.lines.recv_timeout(DEADLINE) {
+            Ok(line) => line,
+            Err(RecvTimeoutError::Timeout) => panic!("child {} said nothing in time", self.role),
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("child {} ended without saying anything", self.role)
+            }
+        }
+    }
+
+    /// Waits for the child to say exactly `expected`.
+    pub fn expect(&self, expected: &str) {
+        let line = self.next_line();
+        assert_eq!(line, expected, "child {} said something else", self.role);
+    }
+
+    /// Sends the child a line.
+    pub fn tell(&mut self, line: &str) {
+        let stdin = self.stdin.as_mut().expect("stdin still open");
+        writeln!(stdin, "{line}").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    /// Closes the child's stdin: children take it as "finish now".
+    pub fn release(&mut self) {
+        self.stdin = None;
+    }
+
+    /// Kills the child hard (SIGKILL / TerminateProcess) and reaps it.
+    pub fn kill(mut self) {
+        self.process.kill().unwrap();
+        self.wait();
+    }
+
+    /// Waits for the child to end, within the deadline.
+    pub fn wait(&mut self) -> ExitStatus {
+        self.stdin = None;
+        let pid = self.process.id();
+        let (tx, rx) = mpsc::channel();
+        // try_wait in a loop would need a sleep; a watchdog thread doesn't.
+        let watchdog = std::thread::spawn(move || {
+            let timed_out = rx.recv_timeout(DEADLINE) == Err(RecvTimeoutError::Timeout);
+            if timed_out {
+                kill_pid(pid);
+            }
+            timed_out
+        });
+        let status = self.process.wait().unwrap();
+        let _ = tx.send(());
+        assert!(!watchdog.join().unwrap(), "child {} did not end in time", self.role);
+        status
+    }
+
+    /// Waits for the child and checks that it succeeded.
+    pub fn finish(mut self) {
+        let status = self.wait();
+        assert!(status.success(), "child {} failed: {status}", self.role);
+    }
+}
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+fn kill_pid(pid: u32) {
+    #[cfg(unix)]
+    {
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+    }
+    #[cfg(windows)]
+    {
+        let _ = Command::new("taskkill")
+            .args(["/F", "/PID", &pid.to_string()])
+            .status();
+    }
+}
