@@ -35,8 +35,9 @@ impl Name {
         operation: Operation,
         object: ObjectKind,
     ) -> Result<Name, Error> {
-        let invalid =
-            |why: String| Error::new(operation, object, given, ErrorKind::InvalidName).with_detail(why);
+        let invalid = |why: String| {
+            Error::new(operation, object, given, ErrorKind::InvalidName).with_detail(why)
+        };
         let (namespace, rest) = if let Some(rest) = given.strip_prefix("Global\\") {
             (Some("Global\\"), rest)
         } else if let Some(rest) = given.strip_prefix("Local\\") {
@@ -156,7 +157,10 @@ mod tests {
             assert!(msg.starts_with("cannot open region"), "{msg}");
         }
         let long = "x".repeat(MAX_NAME_LEN + 1);
-        assert!(parse(&long).unwrap_err().to_string().contains("at most 200"));
+        assert!(parse(&long)
+            .unwrap_err()
+            .to_string()
+            .contains("at most 200"));
         assert!(parse(&"x".repeat(MAX_NAME_LEN)).is_ok());
     }
 
@@ -164,7 +168,9 @@ mod tests {
     fn long_names_map_deterministically_within_the_limit() {
         let a = parse(&"a".repeat(40)).unwrap().shm_open_name(31);
         let b = parse(&"a".repeat(40)).unwrap().shm_open_name(31);
-        let c = parse(&format!("{}b", "a".repeat(39))).unwrap().shm_open_name(31);
+        let c = parse(&format!("{}b", "a".repeat(39)))
+            .unwrap()
+            .shm_open_name(31);
         assert_eq!(a, b);
         assert_ne!(a, c);
         assert_eq!(a.len(), 31);

@@ -141,8 +141,10 @@ impl RegionOptions {
                 Err(e) => return Err(e.reframe(op)),
             }
         }
-        Err(Error::new(op, ObjectKind::Region, name, ErrorKind::AlreadyExists)
-            .with_detail("the name kept appearing and disappearing"))
+        Err(
+            Error::new(op, ObjectKind::Region, name, ErrorKind::AlreadyExists)
+                .with_detail("the name kept appearing and disappearing"),
+        )
     }
 
     fn wrap(&self, handle: sys::Handle, name: Name) -> Region {
@@ -273,8 +275,12 @@ impl Region {
                 "the range {start}..{end} is past the end of the region (size {size})"
             )));
         }
-        let len = usize::try_from(end - start)
-            .map_err(|_| bad(format!("{} bytes do not fit in the address space", end - start)))?;
+        let len = usize::try_from(end - start).map_err(|_| {
+            bad(format!(
+                "{} bytes do not fit in the address space",
+                end - start
+            ))
+        })?;
         Ok((start, len))
     }
 }

@@ -102,8 +102,14 @@ fn child_entry() {
         ["read_at", name, offset, len] => {
             let region = Region::open(name, Access::ReadOnly).unwrap();
             let offset: u64 = offset.parse().unwrap();
-            let view = region.map(offset..offset + len.parse::<u64>().unwrap()).unwrap();
-            say(format!("{}:{}", region.size(), String::from_utf8_lossy(&view)));
+            let view = region
+                .map(offset..offset + len.parse::<u64>().unwrap())
+                .unwrap();
+            say(format!(
+                "{}:{}",
+                region.size(),
+                String::from_utf8_lossy(&view)
+            ));
         }
         _ => panic!("unknown role {args:?}"),
     }
@@ -138,8 +144,16 @@ fn exclusive_create_race_has_exactly_one_winner() {
         child.tell("go");
     }
     let outcomes: Vec<String> = children.iter().map(Child::next_line).collect();
-    assert_eq!(outcomes.iter().filter(|o| *o == "won").count(), 1, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| *o == "lost").count(), 7, "{outcomes:?}");
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "won").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "lost").count(),
+        7,
+        "{outcomes:?}"
+    );
     for child in children {
         child.finish();
     }
@@ -160,10 +174,20 @@ fn create_or_open_from_many_processes_shares_one_region() {
         child.tell("go");
     }
     let outcomes: Vec<String> = children.iter().map(Child::next_line).collect();
-    assert_eq!(outcomes.iter().filter(|o| *o == "created").count(), 1, "{outcomes:?}");
-    assert_eq!(outcomes.iter().filter(|o| *o == "opened").count(), count - 1);
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "created").count(),
+        1,
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        outcomes.iter().filter(|o| *o == "opened").count(),
+        count - 1
+    );
     let region = Region::open(&name, Access::ReadOnly).unwrap();
-    assert_eq!(&region.map(0..count as u64).unwrap()[..], &vec![1u8; count][..]);
+    assert_eq!(
+        &region.map(0..count as u64).unwrap()[..],
+        &vec![1u8; count][..]
+    );
     drop(region);
     for child in children {
         child.finish();
@@ -186,7 +210,10 @@ fn name_outlives_its_creator_while_a_reader_holds_it() {
     child.finish();
     let err = Region::open(&name, Access::ReadOnly).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
-    assert_eq!(err.to_string(), format!("cannot open region \"{name}\": not found"));
+    assert_eq!(
+        err.to_string(),
+        format!("cannot open region \"{name}\": not found")
+    );
 }
 
 #[test]
@@ -325,8 +352,15 @@ fn writing_through_a_read_only_view_faults() {
         );
     }
     #[cfg(windows)]
-    assert_eq!(status.code().map(|c| c as u32), Some(0xC000_0005), "{status}");
-    let view = Region::open(&name, Access::ReadOnly).unwrap().map(..).unwrap();
+    assert_eq!(
+        status.code().map(|c| c as u32),
+        Some(0xC000_0005),
+        "{status}"
+    );
+    let view = Region::open(&name, Access::ReadOnly)
+        .unwrap()
+        .map(..)
+        .unwrap();
     assert_eq!(view[0], 0, "the write did not land");
 }
 
@@ -337,7 +371,9 @@ fn a_read_only_handle_gives_no_writable_view() {
     let reader = Region::open(&name, Access::ReadOnly).unwrap();
     let err = reader.map_mut(..).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::ReadOnly);
-    assert!(err.to_string().starts_with(&format!("cannot map region \"{name}\"")));
+    assert!(err
+        .to_string()
+        .starts_with(&format!("cannot map region \"{name}\"")));
 }
 
 #[test]
@@ -388,12 +424,16 @@ fn bad_arguments_are_clear_errors() {
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert_eq!(
         err.to_string(),
-        format!("cannot create region \"{name}\": invalid argument: a region cannot have a size of 0")
+        format!(
+            "cannot create region \"{name}\": invalid argument: a region cannot have a size of 0"
+        )
     );
 
     let err = Region::create("bad/name", 10).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidName);
-    assert!(err.to_string().starts_with("cannot create region \"bad/name\": invalid name: '/'"));
+    assert!(err
+        .to_string()
+        .starts_with("cannot create region \"bad/name\": invalid name: '/'"));
 
     let region = Region::create(&name, 4096).unwrap();
     let err = region.map(4000..4097).unwrap_err();
@@ -404,14 +444,20 @@ fn bad_arguments_are_clear_errors() {
             "cannot map region \"{name}\": invalid argument: the range 4000..4097 is past the end of the region (size 4096)"
         )
     );
-    assert_eq!(region.map(4096..).unwrap_err().kind(), ErrorKind::InvalidArgument);
+    assert_eq!(
+        region.map(4096..).unwrap_err().kind(),
+        ErrorKind::InvalidArgument
+    );
     #[allow(clippy::reversed_empty_ranges)]
     let empty = region.map(10..5).unwrap_err();
     assert!(empty.to_string().contains("empty"), "{empty}");
 
     let err = Region::create(&name, 4096).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-    assert_eq!(err.to_string(), format!("cannot create region \"{name}\": already exists"));
+    assert_eq!(
+        err.to_string(),
+        format!("cannot create region \"{name}\": already exists")
+    );
 }
 
 #[test]

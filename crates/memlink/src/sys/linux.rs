@@ -181,9 +181,8 @@ impl Handle {
         };
         mark.write(fd.as_fd(), mode).map_err(err)?;
         if spec.reserve {
-            fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size).map_err(|e| {
-                reserve_error(name, kind, spec.size, e)
-            })?;
+            fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size)
+                .map_err(|e| reserve_error(name, kind, spec.size, e))?;
         } else {
             fs::ftruncate(&fd, spec.size).map_err(|e| reserve_error(name, kind, spec.size, e))?;
         }
@@ -232,7 +231,9 @@ impl Handle {
         for _ in 0..RACE_RETRIES {
             let fd = match fs::openat(dir, name.base(), flags, Mode::empty()) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound)),
+                Err(Errno::NOENT) => {
+                    return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound))
+                }
                 Err(Errno::LOOP) => {
                     return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
                         .with_detail("it is a symbolic link, not a shared-memory object"))
@@ -289,7 +290,12 @@ impl Handle {
         let aligned = offset - offset % page;
         let lead = (offset - aligned) as usize;
         let map_len = len.checked_add(lead).ok_or_else(|| {
-            Error::new(Operation::Map, self.kind, self.name.given(), ErrorKind::InvalidArgument)
+            Error::new(
+                Operation::Map,
+                self.kind,
+                self.name.given(),
+                ErrorKind::InvalidArgument,
+            )
         })?;
         let prot = if writable {
             ProtFlags::READ | ProtFlags::WRITE
@@ -363,7 +369,7 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<bool> {
         dir,
         base,
         OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-    Mode::empty(),
+        Mode::empty(),
     ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(true),
@@ -393,8 +399,12 @@ fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
                 "{size} bytes asked, more than {SHM_DIR} has free ({})",
                 io::Error::from(e)
             )),
-        Errno::FBIG | Errno::INVAL => Error::new(op, kind, name.given(), ErrorKind::InvalidArgument)
-            .with_detail(format!("a size of {size} bytes is too large ({})", io::Error::from(e))),
+        Errno::FBIG | Errno::INVAL => {
+            Error::new(op, kind, name.given(), ErrorKind::InvalidArgument).with_detail(format!(
+                "a size of {size} bytes is too large ({})",
+                io::Error::from(e)
+            ))
+        }
         e => Error::os(op, kind, name.given(), e.into()),
     }
 }

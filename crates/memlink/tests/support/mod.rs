@@ -65,7 +65,13 @@ impl Child {
         let mut spec = vec![role];
         spec.extend_from_slice(args);
         let mut process = Command::new(std::env::current_exe().unwrap())
-            .args(["--ignored", "--exact", "child_entry", "--nocapture", "--test-threads=1"])
+            .args([
+                "--ignored",
+                "--exact",
+                "child_entry",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(ROLE_VAR, spec.join("\u{1f}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -144,7 +150,11 @@ impl Child {
         });
         let status = self.process.wait().unwrap();
         let _ = tx.send(());
-        assert!(!watchdog.join().unwrap(), "child {} did not end in time", self.role);
+        assert!(
+            !watchdog.join().unwrap(),
+            "child {} did not end in time",
+            self.role
+        );
         status
     }
 
