@@ -342,5 +342,10 @@ fn open_as_other_user() {
         err.to_string(),
         format!("cannot open region \"{name}\": permission denied")
     );
+    // An unprivileged user publishes through /proc/self/fd instead.
+    let own = format!("{name}-own");
+    let region = Region::create(&own, 4096).unwrap();
+    assert_eq!(Region::open(&own, Access::ReadOnly).unwrap().size(), 4096);
+    drop(region);
     println!("permission denied as expected");
 }

@@ -59,6 +59,7 @@ use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
@@ -188,16 +189,8 @@ impl Handle {
         }
         // Cannot block: nobody else can reach a nameless file.
         fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
-        let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
-            .expect("no NUL in a formatted path");
         for _ in 0..RACE_RETRIES {
-            match fs::linkat(
-                fs::CWD,
-                proc_path.as_c_str(),
-                dir,
-                name.base(),
-                AtFlags::SYMLINK_FOLLOW,
-            ) {
+            match publish(&fd, dir, name.base()) {
                 Ok(()) => {
                     return Ok(Handle {
                         fd,
@@ -341,6 +334,35 @@ impl Drop for Handle {
             }
         }
     }
+}
+
+/// Gives the nameless file `fd` the name `base` in `dir`; fails with
+/// `EEXIST` if the name is taken.
+///
+/// `linkat(fd, "", AT_EMPTY_PATH)` is the direct way, but needs
+/// `CAP_DAC_READ_SEARCH` on most kernels; the `/proc/self/fd` path works for
+/// everyone and costs a procfs lookup. Which one works is learnt once.
+fn publish(fd: &OwnedFd, dir: BorrowedFd<'_>, base: &str) -> Result<(), Errno> {
+    // Relaxed: a cached hint guarding no other data; threads that race on
+    // it at worst each try the direct way once.
+    static EMPTY_PATH_REFUSED: AtomicBool = AtomicBool::new(false);
+    if !EMPTY_PATH_REFUSED.load(Ordering::Relaxed) {
+        match fs::linkat(fd, "", dir, base, AtFlags::EMPTY_PATH) {
+            Err(Errno::NOENT) | Err(Errno::PERM) => {
+                EMPTY_PATH_REFUSED.store(true, Ordering::Relaxed)
+            }
+            other => return other,
+        }
+    }
+    let proc_path = CString::new(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+        .expect("no NUL in a formatted path");
+    fs::linkat(
+        fs::CWD,
+        proc_path.as_c_str(),
+        dir,
+        base,
+        AtFlags::SYMLINK_FOLLOW,
+    )
 }
 
 /// Removes `base` from `dir` if it still names the inode open as `fd`.
