@@ -67,6 +67,12 @@ pub enum Operation {
     Inspect,
     /// Closing a handle.
     Close,
+    /// Locking a mutex.
+    Lock,
+    /// Waiting on a semaphore or event.
+    Wait,
+    /// Releasing a semaphore.
+    Release,
 }
 
 impl fmt::Display for Operation {
@@ -81,6 +87,9 @@ impl fmt::Display for Operation {
             Operation::Reap => "reap",
             Operation::Inspect => "inspect",
             Operation::Close => "close",
+            Operation::Lock => "lock",
+            Operation::Wait => "wait on",
+            Operation::Release => "release",
         })
     }
 }
@@ -107,6 +116,10 @@ pub enum ErrorKind {
     WrongKind,
     /// The platform does not support what was asked.
     Unsupported,
+    /// A wait with a timeout gave up.
+    Timeout,
+    /// The calling thread already holds the mutex it tried to lock.
+    WouldDeadlock,
     /// Any other OS error.
     Os,
 }
@@ -123,6 +136,8 @@ impl ErrorKind {
             ErrorKind::ReadOnly => "the handle is read-only",
             ErrorKind::WrongKind => "the name belongs to another kind of object",
             ErrorKind::Unsupported => "not supported on this platform",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::WouldDeadlock => "this thread already holds it",
             ErrorKind::Os => "system error",
         }
     }
@@ -259,6 +274,8 @@ impl From<Error> for io::Error {
             ErrorKind::PermissionDenied | ErrorKind::ReadOnly => io::ErrorKind::PermissionDenied,
             ErrorKind::OutOfMemory => io::ErrorKind::OutOfMemory,
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
+            ErrorKind::Timeout => io::ErrorKind::TimedOut,
+            ErrorKind::WouldDeadlock => io::ErrorKind::Deadlock,
             ErrorKind::WrongKind | ErrorKind::Os => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)

@@ -81,6 +81,9 @@ pub struct ObjectInfo {
     pub holders: Vec<u32>,
     /// Unix permission bits, where the platform has them.
     pub mode: Option<u32>,
+    /// The state of a sync object, in words: `unlocked`, `count 2 of 5`,
+    /// `set, manual-reset`...
+    pub detail: Option<String>,
 }
 
 impl ObjectInfo {

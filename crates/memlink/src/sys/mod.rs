@@ -14,6 +14,9 @@
 //!
 //! [`Lifetime::LastHandle`]: crate::Lifetime::LastHandle
 
+#[cfg(unix)]
+mod unix;
+
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]

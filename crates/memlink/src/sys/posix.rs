@@ -116,8 +116,10 @@
 //!   it looks foreign and is never removed automatically).
 //! - **Temporary-file cleaners**: a cleaner that deletes old files in `/tmp`
 //!   (macOS's periodic `clean-tmps`, for files untouched for days) can delete
-//!   the sidecar of a long-lived object; the object then looks foreign.
-//!   `/tmp` is emptied at boot, as the shared-memory objects are.
+//!   the sidecar of a long-lived object; the object then looks foreign (it
+//!   keeps working, but is no longer removed with its last handle). A
+//!   deleted sidecar *directory* is made again on the next use. `/tmp` is
+//!   emptied at boot, as the shared-memory objects are.
 //!
 //! # Assumptions (to check on real machines)
 //!
@@ -139,17 +141,18 @@
 
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
-use std::sync::OnceLock;
+use std::sync::{Mutex, PoisonError};
 
 use rustix::fs::{self, AtFlags, FileType, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 use rustix::shm;
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
+
+pub(crate) use super::unix::Mapping;
+use super::unix::{map_view, os_err, Mark, RACE_RETRIES};
 
 /// The longest name `shm_open` accepts, counting the leading `/`.
 #[cfg(target_vendor = "apple")]
@@ -159,9 +162,6 @@ const SHM_NAME_MAX: usize = 255;
 
 /// Where the per-user sidecar directory `memlink-UID` is made.
 const SIDECAR_PARENT: &str = "/tmp";
-
-/// How often create/open start over after losing a race before giving up.
-const RACE_RETRIES: usize = 1000;
 
 // ---------------------------------------------------------------------------
 // The sidecar directory and files
@@ -174,14 +174,36 @@ fn sidecar_dir_path() -> String {
     )
 }
 
-/// The sidecar directory, opened once per process.
+/// The sidecar directory.
+///
+/// The descriptor is cached, but checked on each use against the path (one
+/// `lstat`): a `/tmp` cleaner may delete the directory while a process runs
+/// (macOS's removes empty directories left untouched for days), and after
+/// `seteuid` the path is another user's. Then it is made and opened again.
 fn sidecar_dir() -> io::Result<BorrowedFd<'static>> {
-    static DIR: OnceLock<OwnedFd> = OnceLock::new();
-    if let Some(dir) = DIR.get() {
-        return Ok(dir.as_fd());
+    /// The open directory and its (device, inode).
+    static DIR: Mutex<Option<(&'static OwnedFd, (u64, u64))>> = Mutex::new(None);
+    let path = sidecar_dir_path();
+    let mut cached = DIR.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((dir, id)) = *cached {
+        if fs::lstat(path.as_str()).is_ok_and(|st| file_id(&st) == id) {
+            return Ok(dir.as_fd());
+        }
     }
-    let fd = open_sidecar_dir()?;
-    Ok(DIR.get_or_init(|| fd).as_fd())
+    let dir = open_sidecar_dir()?;
+    let id = file_id(&fs::fstat(&dir)?);
+    // Leaked, never closed: other threads may still be using a descriptor
+    // borrowed from it. One descriptor per re-opening, which is rare.
+    let dir: &'static OwnedFd = Box::leak(Box::new(dir));
+    *cached = Some((dir, id));
+    Ok(dir.as_fd())
+}
+
+/// (device, inode) of a file, to tell whether two paths or descriptors are
+/// the same file.
+#[allow(clippy::unnecessary_cast)] // dev_t is i32 on macOS, u64 on FreeBSD
+fn file_id(st: &fs::Stat) -> (u64, u64) {
+    (st.st_dev as u64, st.st_ino as u64)
 }
 
 /// Makes (if needed) and opens `/tmp/memlink-UID`, refusing anything that is
@@ -211,7 +233,10 @@ fn open_sidecar_dir() -> io::Result<OwnedFd> {
     if st.st_uid != uid {
         return Err(io::Error::new(
             io::ErrorKind::PermissionDenied,
-            format!("it belongs to uid {}, not to this user (uid {uid})", st.st_uid),
+            format!(
+                "it belongs to uid {}, not to this user (uid {uid})",
+                st.st_uid
+            ),
         ));
     }
     if u32::from(st.st_mode) & 0o077 != 0 {
@@ -287,35 +312,6 @@ fn base_from_sidecar(file: &str) -> Option<String> {
     (sidecar_file_name(&base) == file).then_some(base)
 }
 
-/// What memlink wrote in a sidecar: the object's kind and lifetime.
-///
-/// The encoding is the one of the Linux backend's extended attribute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Mark {
-    kind: ObjectKind,
-    lifetime: Lifetime,
-}
-
-impl Mark {
-    fn encode(self) -> String {
-        format!("{};{}", self.kind.as_str(), self.lifetime.as_str())
-    }
-
-    fn decode(value: &[u8]) -> Option<Mark> {
-        let text = std::str::from_utf8(value).ok()?;
-        let (kind, lifetime) = text.split_once(';')?;
-        let lifetime = match lifetime {
-            "last-handle" => Lifetime::LastHandle,
-            "persistent" => Lifetime::Persistent,
-            _ => return None,
-        };
-        Some(Mark {
-            kind: ObjectKind::from_str(kind)?,
-            lifetime,
-        })
-    }
-}
-
 /// Reads the mark of a sidecar; `None` if it has no valid one.
 fn read_mark(sidecar: &OwnedFd) -> io::Result<Option<Mark>> {
     let mut buf = [0u8; 64];
@@ -347,7 +343,7 @@ fn write_mark(sidecar: &OwnedFd, mark: Mark) -> io::Result<()> {
 fn is_current(dir: BorrowedFd<'_>, file: &str, sidecar: &OwnedFd) -> io::Result<bool> {
     let ours = fs::fstat(sidecar)?;
     match fs::statat(dir, file, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(named) => Ok(named.st_dev == ours.st_dev && named.st_ino == ours.st_ino),
+        Ok(named) => Ok(file_id(&named) == file_id(&ours)),
         Err(Errno::NOENT) => Ok(false),
         Err(e) => Err(e.into()),
     }
@@ -402,10 +398,6 @@ fn remove_locked(dir: BorrowedFd<'_>, file: &str, shm_name: &str) -> io::Result<
         Err(e) => return Err(e.into()),
     }
     remove_sidecar(dir, file)
-}
-
-fn os_err(operation: Operation, kind: ObjectKind, name: &Name, e: impl Into<io::Error>) -> Error {
-    Error::os(operation, kind, name.given(), e.into())
 }
 
 fn shm_flags(access: Access) -> shm::OFlags {
@@ -509,7 +501,8 @@ impl Handle {
                 Mode::empty(),
             ) {
                 Ok(fd) => fd,
-                Err(Errno::NOENT) => match open_foreign(dir, &file, &shm_name, name, kind, access)? {
+                Err(Errno::NOENT) => match open_foreign(dir, &file, &shm_name, name, kind, access)?
+                {
                     Some(handle) => return Ok(handle),
                     None => continue,
                 },
@@ -585,37 +578,7 @@ impl Handle {
     }
 
     pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {
-        let page = rustix::param::page_size() as u64;
-        let aligned = offset - offset % page;
-        let lead = (offset - aligned) as usize;
-        let map_len = len.checked_add(lead).ok_or_else(|| {
-            Error::new(Operation::Map, self.kind, self.name.given(), ErrorKind::InvalidArgument)
-        })?;
-        let prot = if writable {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
-        // SAFETY: a fresh mapping at an address the kernel chooses cannot
-        // alias any Rust object; the descriptor is valid for the call.
-        let base = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                prot,
-                MapFlags::SHARED,
-                &self.shm,
-                aligned,
-            )
-        }
-        .map_err(|e| os_err(Operation::Map, self.kind, &self.name, e))?;
-        let base = NonNull::new(base.cast::<u8>()).expect("mmap never returns null on success");
-        Ok(Mapping {
-            base,
-            map_len,
-            lead,
-            len,
-        })
+        map_view(&self.shm, offset, len, writable, self.kind, &self.name)
     }
 }
 
@@ -737,8 +700,12 @@ fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
                 "{size} bytes asked, more shared memory than the system can give ({})",
                 io::Error::from(e)
             )),
-        Errno::FBIG | Errno::INVAL => Error::new(op, kind, name.given(), ErrorKind::InvalidArgument)
-            .with_detail(format!("a size of {size} bytes is too large ({})", io::Error::from(e))),
+        Errno::FBIG | Errno::INVAL => {
+            Error::new(op, kind, name.given(), ErrorKind::InvalidArgument).with_detail(format!(
+                "a size of {size} bytes is too large ({})",
+                io::Error::from(e)
+            ))
+        }
         e => Error::os(op, kind, name.given(), e.into()),
     }
 }
@@ -811,41 +778,6 @@ impl Drop for Handle {
 // Mappings
 // ---------------------------------------------------------------------------
 
-/// A mapped view. The OS mapping starts `lead` bytes before the view, at
-/// the page boundary the kernel requires.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    base: NonNull<u8>,
-    map_len: usize,
-    lead: usize,
-    len: usize,
-}
-
-// SAFETY: a Mapping is an address range owned by this value alone; the
-// memory behind it is shared memory, valid from any thread until unmapped.
-unsafe impl Send for Mapping {}
-// SAFETY: &Mapping gives only the address; access rules are the caller's.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        // SAFETY: lead < map_len, so the result stays inside the mapping.
-        unsafe { self.base.as_ptr().add(self.lead) }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: base/map_len are exactly what mmap returned, and nothing
-        // can use the range after the Mapping is gone.
-        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.map_len) };
-    }
-}
-
 // ---------------------------------------------------------------------------
 // list, inspect, remove, reap
 // ---------------------------------------------------------------------------
@@ -887,7 +819,11 @@ fn describe(dir: BorrowedFd<'_>, file: &str, name: &Name) -> io::Result<Option<F
         // litter.
         return Ok(unheld.then_some(Found::Litter(sidecar)));
     };
-    let object = match shm::open(name.shm_open_name(SHM_NAME_MAX).as_str(), shm::OFlags::RDONLY, Mode::empty()) {
+    let object = match shm::open(
+        name.shm_open_name(SHM_NAME_MAX).as_str(),
+        shm::OFlags::RDONLY,
+        Mode::empty(),
+    ) {
         Ok(fd) => Some(fs::fstat(&fd)?),
         Err(Errno::NOENT) => {
             return Ok(unheld.then_some(Found::Litter(sidecar)));
@@ -910,6 +846,7 @@ fn describe(dir: BorrowedFd<'_>, file: &str, name: &Name) -> io::Result<Option<F
         },
         // No system-wide lock table to read here (Linux has /proc/locks).
         holders: Vec::new(),
+        detail: None,
         mode: object.as_ref().map(|st| u32::from(st.st_mode) & 0o7777),
     };
     Ok(Some(Found::Object(info, stale.then_some(sidecar))))
@@ -973,9 +910,17 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
     // No memlink object of ours: maybe a foreign one.
     let shm_name = name.shm_open_name(SHM_NAME_MAX);
     let (state, st) = match shm::open(shm_name.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
-        Ok(fd) => (State::Alive, Some(fs::fstat(&fd).map_err(|e| err(e.into()))?)),
+        Ok(fd) => (
+            State::Alive,
+            Some(fs::fstat(&fd).map_err(|e| err(e.into()))?),
+        ),
         Err(Errno::NOENT) => {
-            return Err(Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound))
+            return Err(Error::new(
+                op,
+                ObjectKind::Region,
+                name.given(),
+                ErrorKind::NotFound,
+            ))
         }
         Err(Errno::ACCESS) => (State::Unknown, None),
         Err(e) => return Err(err(e.into())),
@@ -987,6 +932,7 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
         lifetime: Lifetime::Persistent,
         state,
         holders: Vec::new(),
+        detail: None,
         mode: st.as_ref().map(|st| u32::from(st.st_mode) & 0o7777),
     })
 }
@@ -1019,6 +965,85 @@ pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
     Ok(reaped)
 }
 
+/// Named sync objects are not built for these platforms yet: neither has
+/// the shared futex the Linux ones rest on, and macOS has no robust
+/// mutexes. Each call is a clear `Unsupported` error.
+mod sync {
+    use std::time::Instant;
+
+    use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+    use crate::name::Name;
+    use crate::object::CreateSpec;
+    use crate::sync::{EventReset, Wait};
+
+    fn unsupported<T>(op: Operation, kind: ObjectKind, name: &Name) -> Result<T> {
+        Err(Error::new(op, kind, name.given(), ErrorKind::Unsupported)
+            .with_detail("named sync objects exist on Linux and Windows only"))
+    }
+
+    /// Never constructed: every constructor fails.
+    pub(crate) enum Never {}
+
+    pub(crate) struct RawMutex(Never);
+    pub(crate) struct RawSemaphore(Never);
+    pub(crate) struct RawEvent(Never);
+
+    impl RawMutex {
+        pub(crate) fn create(name: &Name, _: &CreateSpec) -> Result<RawMutex> {
+            unsupported(Operation::Create, ObjectKind::Mutex, name)
+        }
+        pub(crate) fn open(name: &Name) -> Result<RawMutex> {
+            unsupported(Operation::Open, ObjectKind::Mutex, name)
+        }
+        pub(crate) fn lock(&self, _: Option<Instant>) -> Result<Wait> {
+            match self.0 {}
+        }
+        pub(crate) fn unlock(&self) {
+            match self.0 {}
+        }
+    }
+
+    impl RawSemaphore {
+        pub(crate) fn create(name: &Name, _: &CreateSpec, _: u32, _: u32) -> Result<RawSemaphore> {
+            unsupported(Operation::Create, ObjectKind::Semaphore, name)
+        }
+        pub(crate) fn open(name: &Name) -> Result<RawSemaphore> {
+            unsupported(Operation::Open, ObjectKind::Semaphore, name)
+        }
+        pub(crate) fn wait(&self, _: Option<Instant>) -> Result<Wait> {
+            match self.0 {}
+        }
+        pub(crate) fn release(&self, _: u32) -> Result<u32> {
+            match self.0 {}
+        }
+    }
+
+    impl RawEvent {
+        pub(crate) fn create(
+            name: &Name,
+            _: &CreateSpec,
+            _: EventReset,
+            _: bool,
+        ) -> Result<RawEvent> {
+            unsupported(Operation::Create, ObjectKind::Event, name)
+        }
+        pub(crate) fn open(name: &Name) -> Result<RawEvent> {
+            unsupported(Operation::Open, ObjectKind::Event, name)
+        }
+        pub(crate) fn set(&self) -> Result<()> {
+            match self.0 {}
+        }
+        pub(crate) fn reset(&self) -> Result<()> {
+            match self.0 {}
+        }
+        pub(crate) fn wait(&self, _: Option<Instant>) -> Result<Wait> {
+            match self.0 {}
+        }
+    }
+}
+
+pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1035,7 +1060,9 @@ mod tests {
             assert!(!file.bytes().any(|c| c.is_ascii_uppercase()), "{file}");
             assert_eq!(base_from_sidecar(&file).as_deref(), Some(base));
         }
-        for junk in ["Foo", "foo+", "foo+0", "foo+00", "foo+08", "foo++1", "a+0f02", "ab+zz"] {
+        for junk in [
+            "Foo", "foo+", "foo+0", "foo+00", "foo+08", "foo++1", "a+0f02", "ab+zz",
+        ] {
             assert_eq!(base_from_sidecar(junk), None, "{junk}");
         }
     }

@@ -55,25 +55,27 @@
 //! A handle must not be shared with a child made by `fork` (the child's
 //! copy of the descriptor shares the lock); handles are close-on-exec.
 
+mod sync;
+
+pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
+
 use std::ffi::CString;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
-use std::ptr::NonNull;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::OnceLock;
 
 use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
-use rustix::mm::{MapFlags, ProtFlags};
 
+pub(crate) use super::unix::Mapping;
+use super::unix::{map_fd, map_view, os_err, Mark, RACE_RETRIES};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
 
 const SHM_DIR: &str = "/dev/shm";
 const MARK_ATTR: &str = "user.memlink";
-/// How often create/open start over after losing a race before giving up.
-const RACE_RETRIES: usize = 1000;
 
 fn shm_dir() -> io::Result<BorrowedFd<'static>> {
     static DIR: OnceLock<OwnedFd> = OnceLock::new();
@@ -88,32 +90,13 @@ fn shm_dir() -> io::Result<BorrowedFd<'static>> {
     Ok(DIR.get_or_init(|| fd).as_fd())
 }
 
-/// What memlink wrote on an object: its kind and lifetime.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Mark {
-    kind: ObjectKind,
-    lifetime: Lifetime,
+/// Reads and writes the mark as the extended attribute `user.memlink`.
+trait XattrMark: Sized {
+    fn write(self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()>;
+    fn read(fd: BorrowedFd<'_>, st_mode: u32) -> Option<Self>;
 }
 
-impl Mark {
-    fn encode(self) -> String {
-        format!("{};{}", self.kind.as_str(), self.lifetime.as_str())
-    }
-
-    fn decode(value: &[u8]) -> Option<Mark> {
-        let text = std::str::from_utf8(value).ok()?;
-        let (kind, lifetime) = text.split_once(';')?;
-        let lifetime = match lifetime {
-            "last-handle" => Lifetime::LastHandle,
-            "persistent" => Lifetime::Persistent,
-            _ => return None,
-        };
-        Some(Mark {
-            kind: ObjectKind::from_str(kind)?,
-            lifetime,
-        })
-    }
-
+impl XattrMark for Mark {
     fn write(self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()> {
         match fs::fsetxattr(
             fd,
@@ -145,10 +128,6 @@ impl Mark {
     }
 }
 
-fn os_err(operation: Operation, kind: ObjectKind, name: &Name, e: impl Into<io::Error>) -> Error {
-    Error::os(operation, kind, name.given(), e.into())
-}
-
 /// An open named object: a descriptor holding a shared `flock`.
 #[derive(Debug)]
 pub(crate) struct Handle {
@@ -156,13 +135,24 @@ pub(crate) struct Handle {
     name: Name,
     kind: ObjectKind,
     size: u64,
-    /// `Some` for a memlink last-handle object, whose name goes with the
-    /// last handle.
+    /// Whether this is a memlink last-handle object, whose name goes with
+    /// the last handle.
     remove_on_last_close: bool,
 }
 
 impl Handle {
     pub(crate) fn create(name: &Name, kind: ObjectKind, spec: &CreateSpec) -> Result<Handle> {
+        Handle::create_initialized(name, kind, spec, None)
+    }
+
+    /// Creates an object whose contents `init` sets up before the object
+    /// gets its name, so no other process ever sees it uninitialized.
+    pub(super) fn create_initialized(
+        name: &Name,
+        kind: ObjectKind,
+        spec: &CreateSpec,
+        init: Option<&mut dyn FnMut(&Mapping) -> Result<()>>,
+    ) -> Result<Handle> {
         let op = Operation::Create;
         let err = |e: io::Error| os_err(op, kind, name, e);
         let dir = shm_dir().map_err(err)?;
@@ -189,16 +179,22 @@ impl Handle {
         }
         // Cannot block: nobody else can reach a nameless file.
         fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
+        let mut handle = Handle {
+            fd,
+            name: name.clone(),
+            kind,
+            size: spec.size,
+            // Not until it has a name: there is nothing to remove before.
+            remove_on_last_close: false,
+        };
+        if let Some(init) = init {
+            init(&handle.map(0, spec.size as usize, true)?)?;
+        }
         for _ in 0..RACE_RETRIES {
-            match publish(&fd, dir, name.base()) {
+            match publish(&handle.fd, dir, name.base()) {
                 Ok(()) => {
-                    return Ok(Handle {
-                        fd,
-                        name: name.clone(),
-                        kind,
-                        size: spec.size,
-                        remove_on_last_close: spec.lifetime == Lifetime::LastHandle,
-                    })
+                    handle.remove_on_last_close = spec.lifetime == Lifetime::LastHandle;
+                    return Ok(handle);
                 }
                 Err(Errno::EXIST) => {
                     if !remove_if_stale(dir, name.base()).map_err(err)? {
@@ -279,45 +275,7 @@ impl Handle {
     }
 
     pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {
-        let page = rustix::param::page_size() as u64;
-        let aligned = offset - offset % page;
-        let lead = (offset - aligned) as usize;
-        let map_len = len.checked_add(lead).ok_or_else(|| {
-            Error::new(
-                Operation::Map,
-                self.kind,
-                self.name.given(),
-                ErrorKind::InvalidArgument,
-            )
-        })?;
-        let prot = if writable {
-            ProtFlags::READ | ProtFlags::WRITE
-        } else {
-            ProtFlags::READ
-        };
-        // SAFETY: a fresh mapping at an address the kernel chooses cannot
-        // alias any Rust object; the descriptor is valid for the call.
-        let base = unsafe {
-            rustix::mm::mmap(
-                std::ptr::null_mut(),
-                map_len,
-                prot,
-                MapFlags::SHARED,
-                &self.fd,
-                aligned,
-            )
-        }
-        .map_err(|e| {
-            let e: io::Error = e.into();
-            Error::os(Operation::Map, self.kind, self.name.given(), e)
-        })?;
-        let base = NonNull::new(base.cast::<u8>()).expect("mmap never returns null on success");
-        Ok(Mapping {
-            base,
-            map_len,
-            lead,
-            len,
-        })
+        map_view(&self.fd, offset, len, writable, self.kind, &self.name)
     }
 }
 
@@ -431,41 +389,6 @@ fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
     }
 }
 
-/// A mapped view. The OS mapping starts `lead` bytes before the view, at
-/// the page boundary the kernel requires.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    base: NonNull<u8>,
-    map_len: usize,
-    lead: usize,
-    len: usize,
-}
-
-// SAFETY: a Mapping is an address range owned by this value alone; the
-// memory behind it is shared memory, valid from any thread until unmapped.
-unsafe impl Send for Mapping {}
-// SAFETY: &Mapping gives only the address; access rules are the caller's.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        // SAFETY: lead < map_len, so the result stays inside the mapping.
-        unsafe { self.base.as_ptr().add(self.lead) }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: base/map_len are exactly what mmap returned, and nothing
-        // can use the range after the Mapping is gone.
-        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.map_len) };
-    }
-}
-
 /// The holders of every flock in the system, keyed by (device, inode),
 /// from `/proc/locks`.
 fn flock_holders() -> Vec<((u64, u64), u32)> {
@@ -515,6 +438,7 @@ fn describe(
         state: State::Unknown,
         holders: Vec::new(),
         mode: Some(st.st_mode & 0o7777),
+        detail: None,
     };
     let fd = match fs::openat(
         dir,
@@ -538,6 +462,11 @@ fn describe(
     if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode) {
         info.kind = Some(mark.kind);
         info.lifetime = mark.lifetime;
+        if mark.kind != ObjectKind::Region {
+            info.detail = map_fd(&fd, 0, info.size.min(4096) as usize, false)
+                .ok()
+                .and_then(|page| sync::describe_state(mark.kind, &page));
+        }
     }
     info.state = match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
         Ok(()) if info.lifetime == Lifetime::LastHandle && info.kind.is_some() => {
