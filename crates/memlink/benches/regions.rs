@@ -5,40 +5,16 @@
 //! the batches, which is steadier than the mean on a shared machine.
 
 use std::hint::black_box;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use memlink::{Access, Region, RegionOptions};
 
 const SIZE: usize = 4096;
-const BATCHES: usize = 31;
 const PER_BATCH: usize = 500;
 
-/// Runs `ours` and `reference` in alternating batches, so that load from
-/// elsewhere on the machine falls on both alike, and returns the median time
-/// per cycle of each and the median of the per-batch ratios.
-fn compare(mut ours: impl FnMut(), mut reference: impl FnMut()) -> (Duration, Duration, f64) {
-    let mut batch = |cycle: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..PER_BATCH {
-            cycle();
-        }
-        start.elapsed() / PER_BATCH as u32
-    };
-    batch(&mut ours); // warm up
-    batch(&mut reference);
-    let mut pairs: Vec<(Duration, Duration)> = (0..BATCHES)
-        .map(|_| (batch(&mut ours), batch(&mut reference)))
-        .collect();
-    let mut ratios: Vec<f64> = pairs
-        .iter()
-        .map(|(o, r)| o.as_secs_f64() / r.as_secs_f64())
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    pairs.sort_by_key(|p| p.0);
-    let ours_median = pairs[BATCHES / 2].0;
-    pairs.sort_by_key(|p| p.1);
-    (ours_median, pairs[BATCHES / 2].1, ratios[BATCHES / 2])
-}
+mod common;
+
+use common::compare;
 
 fn report(label: &str, (ours, reference, ratio): (Duration, Duration, f64)) {
     println!(
@@ -133,13 +109,15 @@ fn main() {
                 region.map_mut(..).unwrap()[..text.len()].copy_from_slice(text);
             }
         };
-        let figures = compare(create_cycle(RegionOptions::new()), || {
+        let figures = compare(PER_BATCH, create_cycle(RegionOptions::new()), || {
             bare::create_write_close(&c_name, text)
         });
         report("create+map+write+unmap+close (reserved)", figures);
-        let figures = compare(create_cycle(RegionOptions::new().reserve(false)), || {
-            bare::create_write_close(&c_name, text)
-        });
+        let figures = compare(
+            PER_BATCH,
+            create_cycle(RegionOptions::new().reserve(false)),
+            || bare::create_write_close(&c_name, text),
+        );
         report("create+map+write+unmap+close (not reserved)", figures);
 
         let _holder = Region::create(&name, SIZE as u64).unwrap();
@@ -149,6 +127,7 @@ fn main() {
             .create(&format!("{name}-bare"), SIZE as u64)
             .unwrap();
         let figures = compare(
+            PER_BATCH,
             || {
                 let region = Region::open(&name, Access::ReadOnly).unwrap();
                 black_box(region.map(..).unwrap()[0]);

@@ -170,6 +170,13 @@ fn past(deadline: Option<Instant>) -> bool {
 pub(crate) struct RawMutex {
     object: Object,
     name: Name,
+    /// This process's id, recorded as the owner when it locks (asked once:
+    /// `getpid` is a system call, and handles do not cross `fork`).
+    pid: u32,
+}
+
+fn own_pid() -> u32 {
+    rustix::process::getpid().as_raw_nonzero().get() as u32
 }
 
 // SAFETY: the pthread mutex is process-shared and so thread-safe; the
@@ -189,6 +196,7 @@ impl RawMutex {
         Ok(RawMutex {
             object,
             name: name.clone(),
+            pid: own_pid(),
         })
     }
 
@@ -197,6 +205,7 @@ impl RawMutex {
         Ok(RawMutex {
             object,
             name: name.clone(),
+            pid: own_pid(),
         })
     }
 
@@ -249,10 +258,10 @@ impl RawMutex {
             }
         };
         // Relaxed: informational, read only by `memlink info`.
-        self.object.header().owner_pid.store(
-            rustix::process::getpid().as_raw_nonzero().get() as u32,
-            Ordering::Relaxed,
-        );
+        self.object
+            .header()
+            .owner_pid
+            .store(self.pid, Ordering::Relaxed);
         Ok(outcome)
     }
 
@@ -400,15 +409,17 @@ impl RawSemaphore {
         loop {
             let new = match current.checked_add(n) {
                 Some(new) if new <= max => new,
-                _ => return Err(Error::new(
-                    Operation::Release,
-                    ObjectKind::Semaphore,
-                    self.name.given(),
-                    ErrorKind::InvalidArgument,
-                )
-                .with_detail(format!(
+                _ => {
+                    return Err(Error::new(
+                        Operation::Release,
+                        ObjectKind::Semaphore,
+                        self.name.given(),
+                        ErrorKind::InvalidArgument,
+                    )
+                    .with_detail(format!(
                     "releasing {n} would take the count from {current} past its maximum of {max}"
-                ))),
+                )))
+                }
             };
             // SeqCst: the release half pairs with `try_take`'s Acquire; the
             // total order pairs with the waiter registration in `wait`.
