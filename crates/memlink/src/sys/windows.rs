@@ -34,8 +34,7 @@ use windows_sys::Win32::Foundation::{
     ERROR_ALREADY_EXISTS, ERROR_COMMITMENT_LIMIT, ERROR_DISK_FULL, ERROR_FILE_NOT_FOUND,
     ERROR_INVALID_HANDLE, ERROR_NOT_ENOUGH_MEMORY, ERROR_NO_SYSTEM_RESOURCES, ERROR_OUTOFMEMORY,
     ERROR_PATH_NOT_FOUND, FALSE, HANDLE, INVALID_HANDLE_VALUE, NTSTATUS, OBJ_CASE_INSENSITIVE,
-    STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_NO_MORE_ENTRIES,
-    UNICODE_STRING,
+    STATUS_BUFFER_OVERFLOW, STATUS_BUFFER_TOO_SMALL, STATUS_NO_MORE_ENTRIES, UNICODE_STRING,
 };
 use windows_sys::Win32::Security::Authorization::{
     ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
@@ -106,7 +105,12 @@ fn nt_error(status: NTSTATUS) -> io::Error {
 }
 
 fn os_error(operation: Operation, kind: ObjectKind, name: &Name, code: u32) -> Error {
-    Error::os(operation, kind, name.given(), io::Error::from_raw_os_error(code as i32))
+    Error::os(
+        operation,
+        kind,
+        name.given(),
+        io::Error::from_raw_os_error(code as i32),
+    )
 }
 
 fn wrong_kind(operation: Operation, kind: ObjectKind, name: &Name) -> Error {
@@ -233,7 +237,10 @@ impl Handle {
             );
         }
         let descriptor = if spec.mode & 0o077 != 0 {
-            Some(SecurityDescriptor::from_sddl(EVERYONE_SDDL).map_err(|c| os_error(op, kind, name, c))?)
+            Some(
+                SecurityDescriptor::from_sddl(EVERYONE_SDDL)
+                    .map_err(|c| os_error(op, kind, name, c))?,
+            )
         } else {
             None // the default DACL: the creating user (and the system)
         };
@@ -287,8 +294,8 @@ impl Handle {
         // Ask for the right to query the size too; an object whose DACL
         // grants mapping but not querying is opened without it.
         let mut can_query = true;
-        let section = open_section(&wide_name, map_access | SECTION_QUERY)
-            .or_else(|code| match code {
+        let section =
+            open_section(&wide_name, map_access | SECTION_QUERY).or_else(|code| match code {
                 ERROR_ACCESS_DENIED => {
                     can_query = false;
                     open_section(&wide_name, map_access)
@@ -327,8 +334,13 @@ impl Handle {
         let aligned = offset - offset % granularity;
         let lead = (offset - aligned) as usize;
         let map_len = len.checked_add(lead).ok_or_else(|| {
-            Error::new(Operation::Map, self.kind, self.name.given(), ErrorKind::InvalidArgument)
-                .with_detail("the view does not fit in the address space")
+            Error::new(
+                Operation::Map,
+                self.kind,
+                self.name.given(),
+                ErrorKind::InvalidArgument,
+            )
+            .with_detail("the view does not fit in the address space")
         })?;
         let access = if writable {
             FILE_MAP_READ | FILE_MAP_WRITE
@@ -347,7 +359,12 @@ impl Handle {
             )
         };
         let Some(base) = NonNull::new(view.Value.cast::<u8>()) else {
-            return Err(os_error(Operation::Map, self.kind, &self.name, last_error()));
+            return Err(os_error(
+                Operation::Map,
+                self.kind,
+                &self.name,
+                last_error(),
+            ));
         };
         Ok(Mapping { base, lead, len })
     }
@@ -624,13 +641,16 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
 
 pub(crate) fn remove(name: &Name) -> Result<()> {
     inspect(name).map_err(|e| e.reframe(Operation::Remove))?;
-    Err(
-        Error::new(Operation::Remove, ObjectKind::Region, name.given(), ErrorKind::Unsupported)
-            .with_detail(
-                "Windows removes a name when the last handle to its object is closed, \
-                 and not before",
-            ),
+    Err(Error::new(
+        Operation::Remove,
+        ObjectKind::Region,
+        name.given(),
+        ErrorKind::Unsupported,
     )
+    .with_detail(
+        "Windows removes a name when the last handle to its object is closed, \
+                 and not before",
+    ))
 }
 
 pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
@@ -668,7 +688,11 @@ mod tests {
         fn write(&self, at: usize, bytes: &[u8]) {
             // SAFETY: as above, on a view mapped with FILE_MAP_WRITE.
             unsafe {
-                ptr::copy_nonoverlapping(bytes.as_ptr(), self.0.Value.cast::<u8>().add(at), bytes.len())
+                ptr::copy_nonoverlapping(
+                    bytes.as_ptr(),
+                    self.0.Value.cast::<u8>().add(at),
+                    bytes.len(),
+                )
             }
         }
     }
@@ -687,7 +711,14 @@ mod tests {
         // SAFETY: a paging-file backed section with a NUL-terminated name.
         let raw = unsafe {
             SetLastError(0);
-            CreateFileMappingW(INVALID_HANDLE_VALUE, ptr::null(), PAGE_READWRITE, 0, size, name.as_ptr())
+            CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                ptr::null(),
+                PAGE_READWRITE,
+                0,
+                size,
+                name.as_ptr(),
+            )
         };
         assert!(!raw.is_null(), "{}", io::Error::last_os_error());
         assert_ne!(last_error(), ERROR_ALREADY_EXISTS);
@@ -705,15 +736,24 @@ mod tests {
         let region = Region::open(&name, Access::ReadWrite).unwrap();
         assert_eq!(region.size(), 4096);
         assert_eq!(&region.map(0..12).unwrap()[..], b"hello from C");
-        region.map_mut(4000..4005).unwrap().copy_from_slice(b"back!");
+        region
+            .map_mut(4000..4005)
+            .unwrap()
+            .copy_from_slice(b"back!");
         assert_eq!(raw.bytes(4000, 5), b"back!");
 
         // And the other way: a region opened by the plain calls.
         let ours = unique("ours");
         let region = Region::create(&ours, 8192).unwrap();
-        region.map_mut(5000..5010).unwrap().copy_from_slice(b"from Rust\0");
+        region
+            .map_mut(5000..5010)
+            .unwrap()
+            .copy_from_slice(b"from Rust\0");
         let opened = open_section(&wide(&ours), FILE_MAP_READ).unwrap();
-        assert_eq!(RawView::new(&opened, FILE_MAP_READ).bytes(5000, 9), b"from Rust");
+        assert_eq!(
+            RawView::new(&opened, FILE_MAP_READ).bytes(5000, 9),
+            b"from Rust"
+        );
         drop((region, opened));
         let err = Region::open(&ours, Access::ReadOnly).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
@@ -727,7 +767,11 @@ mod tests {
         assert_eq!(region.size(), 4096);
         assert_eq!(region.map(..).unwrap().len(), 4096);
         let created = Region::create(&unique("size-c"), 100).unwrap();
-        assert_eq!(created.size(), 100, "the creator keeps the size it asked for");
+        assert_eq!(
+            created.size(),
+            100,
+            "the creator keeps the size it asked for"
+        );
     }
 
     #[test]
@@ -771,13 +815,22 @@ mod tests {
         };
         assert_eq!(region.size(), size);
         let near_end = size - 70_001; // not a multiple of 64 KiB
-        region.map_mut(near_end..near_end + 11).unwrap().copy_from_slice(b"far, far in");
+        region
+            .map_mut(near_end..near_end + 11)
+            .unwrap()
+            .copy_from_slice(b"far, far in");
         let across = (4u64 << 30) - 3; // spans the high/low DWORD split
-        region.map_mut(across..across + 6).unwrap().copy_from_slice(b"4 GiB!");
+        region
+            .map_mut(across..across + 6)
+            .unwrap()
+            .copy_from_slice(b"4 GiB!");
 
         let reader = Region::open(&name, Access::ReadOnly).unwrap();
         assert_eq!(reader.size(), size);
-        assert_eq!(&reader.map(near_end..near_end + 11).unwrap()[..], b"far, far in");
+        assert_eq!(
+            &reader.map(near_end..near_end + 11).unwrap()[..],
+            b"far, far in"
+        );
         assert_eq!(&reader.map(across..across + 6).unwrap()[..], b"4 GiB!");
         assert_eq!(reader.map(size - 1..).unwrap()[0], 0);
     }
@@ -789,7 +842,10 @@ mod tests {
         region.map_mut(0..4).unwrap().copy_from_slice(b"mine");
         let err = Region::create(&name, 8192).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
-        assert_eq!(err.to_string(), format!("cannot create region \"{name}\": already exists"));
+        assert_eq!(
+            err.to_string(),
+            format!("cannot create region \"{name}\": already exists")
+        );
         let reader = Region::open(&name, Access::ReadOnly).unwrap();
         assert_eq!(reader.size(), 4096);
         assert_eq!(&reader.map(0..4).unwrap()[..], b"mine");
@@ -828,7 +884,10 @@ mod tests {
     #[test]
     fn a_region_open_to_everyone_is_made_and_opened() {
         let name = unique("everyone");
-        let region = crate::RegionOptions::new().mode(0o666).create(&name, 4096).unwrap();
+        let region = crate::RegionOptions::new()
+            .mode(0o666)
+            .create(&name, 4096)
+            .unwrap();
         region.map_mut(0..2).unwrap().copy_from_slice(b"ok");
         let reader = Region::open(&name, Access::ReadWrite).unwrap();
         assert_eq!(&reader.map(0..2).unwrap()[..], b"ok");
@@ -844,7 +903,10 @@ mod tests {
         assert_eq!(err.kind(), ErrorKind::Unsupported);
         assert!(err.to_string().contains("only while a handle"), "{err}");
 
-        assert_eq!(crate::remove(&name).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            crate::remove(&name).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
         let _region = Region::create(&name, 4096).unwrap();
         let err = crate::remove(&name).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
@@ -859,7 +921,10 @@ mod tests {
         assert_eq!(info.kind, Some(ObjectKind::Region));
         assert_eq!(info.size, 16384, "rounded up to a page");
         assert_eq!(info.state, State::Alive);
-        assert_eq!(crate::inspect(&unique("absent")).unwrap_err().kind(), ErrorKind::NotFound);
+        assert_eq!(
+            crate::inspect(&unique("absent")).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
 
         let listed = crate::list().unwrap();
         let ours = listed.iter().find(|o| o.name == name).expect("listed");

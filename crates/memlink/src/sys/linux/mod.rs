@@ -128,6 +128,9 @@ impl XattrMark for Mark {
     }
 }
 
+/// Sets up a new object's contents before it is published.
+pub(super) type Initializer<'a> = &'a mut dyn FnMut(&Mapping) -> Result<()>;
+
 /// An open named object: a descriptor holding a shared `flock`.
 #[derive(Debug)]
 pub(crate) struct Handle {
@@ -151,7 +154,7 @@ impl Handle {
         name: &Name,
         kind: ObjectKind,
         spec: &CreateSpec,
-        init: Option<&mut dyn FnMut(&Mapping) -> Result<()>>,
+        init: Option<Initializer<'_>>,
     ) -> Result<Handle> {
         let op = Operation::Create;
         let err = |e: io::Error| os_err(op, kind, name, e);
