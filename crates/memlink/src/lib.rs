@@ -31,11 +31,14 @@ mod error;
 mod name;
 mod object;
 mod region;
+mod shared;
 mod sync;
 mod sys;
 
+pub use bytemuck::Pod;
 pub use error::{Error, ErrorKind, ObjectKind, Operation, Result};
 pub use name::MAX_NAME_LEN;
 pub use object::{inspect, list, reap, remove, Access, Lifetime, ObjectInfo, State};
 pub use region::{Disposition, Region, RegionOptions, View, ViewMut};
+pub use shared::{Shared, SharedGuard};
 pub use sync::{Event, EventReset, Mutex, MutexGuard, Semaphore, SyncOptions};

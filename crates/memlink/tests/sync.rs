@@ -4,7 +4,14 @@ mod support;
 
 use std::time::Duration;
 
-use memlink::{Access, ErrorKind, Event, EventReset, Mutex, Region, Semaphore};
+use memlink::{Access, ErrorKind, Event, EventReset, Mutex, Region, Semaphore, Shared};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Pair {
+    a: u64,
+    b: u64,
+}
 use support::{hear, role, say, unique_name, Child, DEADLINE};
 
 /// Not a test: the entry point of the child processes the tests start.
@@ -63,6 +70,24 @@ fn child_entry() {
                 pong.set().unwrap();
             }
             say("done");
+        }
+        ["shared_add", name, rounds] => {
+            let (shared, _) = Shared::<Pair>::create_or_open(name).unwrap();
+            say("ready");
+            assert_eq!(hear().as_deref(), Some("go"));
+            for _ in 0..rounds.parse::<u32>().unwrap() {
+                let mut pair = shared.lock_timeout(DEADLINE).unwrap();
+                pair.a += 1;
+                pair.b = pair.a * 2;
+            }
+            say("done");
+        }
+        ["shared_hold", name] => {
+            let shared = Shared::<Pair>::open(name).unwrap();
+            let mut pair = shared.lock_timeout(DEADLINE).unwrap();
+            pair.a = 1000; // half an update: b is not doubled yet
+            say("half-done");
+            hear();
         }
         _ => panic!("unknown role {args:?}"),
     }
@@ -352,5 +377,62 @@ fn listing_shows_sync_objects_with_their_state() {
     assert_eq!(
         info(&event_name).detail.as_deref(),
         Some("set, manual-reset")
+    );
+}
+
+#[test]
+fn shared_plain_data_stays_consistent_across_processes_and_crashes() {
+    let name = unique_name("shared");
+    let (shared, how) = Shared::<Pair>::create_or_open(&name).unwrap();
+    assert_eq!(how, memlink::Disposition::Created);
+    assert_eq!(
+        *shared.lock().unwrap(),
+        Pair { a: 0, b: 0 },
+        "starts zeroed"
+    );
+    let mut children: Vec<Child> = (0..3)
+        .map(|_| Child::spawn("shared_add", &[&name, "20000"]))
+        .collect();
+    for child in &children {
+        child.expect("ready");
+    }
+    for child in &mut children {
+        child.tell("go");
+    }
+    for child in children {
+        child.expect("done");
+        child.finish();
+    }
+    assert_eq!(
+        *shared.lock().unwrap(),
+        Pair {
+            a: 60_000,
+            b: 120_000
+        }
+    );
+
+    let child = Child::spawn("shared_hold", &[&name]);
+    child.expect("half-done");
+    child.kill();
+    let mut pair = shared.lock_timeout(DEADLINE).unwrap();
+    assert!(pair.was_abandoned());
+    assert_eq!(
+        *pair,
+        Pair {
+            a: 1000,
+            b: 120_000
+        },
+        "the torn update is visible"
+    );
+    pair.b = pair.a * 2; // repair
+    drop(pair);
+    assert!(!shared.lock().unwrap().was_abandoned());
+
+    let err = Shared::<[u64; 1024]>::open(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(
+        err.to_string()
+            .contains("it holds 16 bytes; a [u64; 1024] needs 8192"),
+        "{err}"
     );
 }

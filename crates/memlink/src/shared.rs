@@ -1,0 +1,168 @@
+//! A value of a plain-old-data type in a named region, guarded by a named
+//! mutex: the usual way to share a small struct between processes.
+
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::time::Duration;
+
+use bytemuck::Pod;
+
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::object::Access;
+use crate::region::{Disposition, Region, ViewMut};
+use crate::sync::{Mutex, MutexGuard};
+
+/// A `T` shared between processes: kept in the region `NAME` and guarded by
+/// the mutex `NAME.lock`. A new value starts as all zero bytes, which
+/// [`Pod`] guarantees is a valid `T`.
+///
+/// ```
+/// use memlink::Shared;
+/// # let name = format!("memlink-doc-shared-{}", std::process::id());
+/// let (counter, _) = Shared::<u64>::create_or_open(&name)?;
+/// {
+///     let mut value = counter.lock()?;
+///     if value.was_abandoned() {
+///         // a process died while holding it: check the value here
+///     }
+///     *value += 1;
+/// }
+/// assert_eq!(*counter.lock()?, 1);
+/// # Ok::<(), memlink::Error>(())
+/// ```
+pub struct Shared<T: Pod> {
+    mutex: Mutex,
+    view: ViewMut,
+    _region: Region,
+    _type: PhantomData<T>,
+}
+
+/// Access to a [`Shared`] value while its mutex is held.
+pub struct SharedGuard<'a, T: Pod> {
+    guard: MutexGuard<'a>,
+    value: *mut T,
+}
+
+impl<T: Pod> Shared<T> {
+    /// Creates the value (zeroed), or opens it if it exists; says which
+    /// happened.
+    pub fn create_or_open(name: &str) -> Result<(Shared<T>, Disposition)> {
+        // The mutex first: whoever finds the region also finds its mutex.
+        let (mutex, _) = Mutex::create_or_open(&lock_name(name))?;
+        let (region, how) = Region::create_or_open(name, size_of::<T>().max(1) as u64)?;
+        Ok((
+            Shared::wrap(name, mutex, region, Operation::CreateOrOpen)?,
+            how,
+        ))
+    }
+
+    /// Opens an existing value.
+    pub fn open(name: &str) -> Result<Shared<T>> {
+        let mutex = Mutex::open(&lock_name(name))?;
+        let region = Region::open(name, Access::ReadWrite)?;
+        Shared::wrap(name, mutex, region, Operation::Open)
+    }
+
+    fn wrap(name: &str, mutex: Mutex, region: Region, op: Operation) -> Result<Shared<T>> {
+        let needed = size_of::<T>() as u64;
+        if region.size() < needed {
+            return Err(
+                Error::new(op, ObjectKind::Region, name, ErrorKind::InvalidArgument).with_detail(
+                    format!(
+                        "it holds {} bytes; a {} needs {needed}",
+                        region.size(),
+                        std::any::type_name::<T>()
+                    ),
+                ),
+            );
+        }
+        let view = region.map_mut(..needed.max(1))?;
+        // Views start on a page boundary, which suits any Pod alignment
+        // below a page; check rather than assume.
+        if view.as_ptr().align_offset(align_of::<T>()) != 0 {
+            return Err(
+                Error::new(op, ObjectKind::Region, name, ErrorKind::Unsupported)
+                    .with_detail("the type's alignment exceeds the page size"),
+            );
+        }
+        Ok(Shared {
+            mutex,
+            view,
+            _region: region,
+            _type: PhantomData,
+        })
+    }
+
+    /// Locks the value, waiting as long as it takes.
+    pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
+        Ok(self.guard(self.mutex.lock()?))
+    }
+
+    /// Locks the value, waiting at most `timeout`.
+    pub fn lock_timeout(&self, timeout: Duration) -> Result<SharedGuard<'_, T>> {
+        Ok(self.guard(self.mutex.lock_timeout(timeout)?))
+    }
+
+    /// Locks the value if nobody holds it.
+    pub fn try_lock(&self) -> Result<Option<SharedGuard<'_, T>>> {
+        Ok(self.mutex.try_lock()?.map(|guard| self.guard(guard)))
+    }
+
+    fn guard<'a>(&'a self, guard: MutexGuard<'a>) -> SharedGuard<'a, T> {
+        SharedGuard {
+            guard,
+            value: self.view.as_ptr().cast::<T>().cast_mut(),
+        }
+    }
+}
+
+fn lock_name(name: &str) -> String {
+    format!("{name}.lock")
+}
+
+impl<T: Pod> SharedGuard<'_, T> {
+    /// Whether the previous holder died holding the lock: the value may be
+    /// half-updated.
+    pub fn was_abandoned(&self) -> bool {
+        self.guard.was_abandoned()
+    }
+}
+
+impl<T: Pod> Deref for SharedGuard<'_, T> {
+    type Target = T;
+
+    fn deref(&self) -> &T {
+        // SAFETY: `value` points at size_of::<T>() mapped, suitably aligned
+        // bytes (checked in `wrap`) that live as long as the `Shared`; any
+        // bytes are a valid T (Pod); the named mutex, held by this guard,
+        // keeps every cooperating process from writing meanwhile.
+        unsafe { &*self.value }
+    }
+}
+
+impl<T: Pod> DerefMut for SharedGuard<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; the view is writable, and holding the
+        // mutex through `&mut self` makes this the only access.
+        unsafe { &mut *self.value }
+    }
+}
+
+impl<T: Pod> fmt::Debug for Shared<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("mutex", &self.mutex)
+            .field("type", &std::any::type_name::<T>())
+            .finish()
+    }
+}
+
+impl<T: Pod + fmt::Debug> fmt::Debug for SharedGuard<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SharedGuard")
+            .field("value", &**self)
+            .field("abandoned", &self.was_abandoned())
+            .finish()
+    }
+}
