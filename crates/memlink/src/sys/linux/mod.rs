@@ -14,7 +14,8 @@
 //! fallback marks a last-handle object with the sticky bit (`S_ISVTX`,
 //! which Linux ignores on regular files); a persistent object there is left
 //! unmarked, which is harmless since unmarked objects are persistent anyway.
-//! Objects without a mark are *foreign*: never reaped, only removed on
+//! The fallback cannot record the kind of object; sync objects check the
+//! header in their page instead, regions cannot. Objects without a mark are *foreign*: never reaped, only removed on
 //! request.
 //!
 //! **Liveness.** Every handle holds a shared `flock` on its own open file
@@ -93,7 +94,7 @@ fn shm_dir() -> io::Result<BorrowedFd<'static>> {
 /// Reads and writes the mark as the extended attribute `user.memlink`.
 trait XattrMark: Sized {
     fn write(self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()>;
-    fn read(fd: BorrowedFd<'_>, st_mode: u32) -> Option<Self>;
+    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Self>;
 }
 
 impl XattrMark for Mark {
@@ -114,13 +115,15 @@ impl XattrMark for Mark {
         }
     }
 
-    /// Reads the mark; `None` means a foreign object.
-    fn read(fd: BorrowedFd<'_>, st_mode: u32) -> Option<Mark> {
+    /// Reads the mark; `None` means a foreign object. The sticky-bit
+    /// fallback cannot tell kinds apart, so it reports `expected` (sync
+    /// objects still check the header in their page).
+    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Mark> {
         let mut buf = [0u8; 64];
         match fs::fgetxattr(fd, MARK_ATTR, &mut buf) {
             Ok(n) => Mark::decode(&buf[..n]),
             Err(Errno::OPNOTSUPP) if st_mode & libc::S_ISVTX != 0 => Some(Mark {
-                kind: ObjectKind::Region,
+                kind: expected,
                 lifetime: Lifetime::LastHandle,
             }),
             Err(_) => None,
@@ -237,7 +240,7 @@ impl Handle {
                 return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
                     .with_detail("it is not a shared-memory object"));
             }
-            let mark = Mark::read(fd.as_fd(), st.st_mode);
+            let mark = Mark::read(fd.as_fd(), st.st_mode, kind);
             if let Some(mark) = mark {
                 if mark.kind != kind {
                     return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
@@ -360,7 +363,7 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<bool> {
         Err(e) => return Err(e.into()),
     };
     let st = fs::fstat(&fd)?;
-    let mark = Mark::read(fd.as_fd(), st.st_mode);
+    let mark = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region);
     if !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
         return Ok(false);
     }
@@ -462,7 +465,7 @@ fn describe(
         .collect();
     info.holders.sort_unstable();
     info.holders.dedup();
-    if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode) {
+    if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region) {
         info.kind = Some(mark.kind);
         info.lifetime = mark.lifetime;
         if mark.kind != ObjectKind::Region {
