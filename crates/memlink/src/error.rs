@@ -73,6 +73,10 @@ pub enum Operation {
     Wait,
     /// Releasing a semaphore.
     Release,
+    /// Setting an event.
+    Set,
+    /// Resetting an event.
+    Reset,
 }
 
 impl fmt::Display for Operation {
@@ -90,6 +94,8 @@ impl fmt::Display for Operation {
             Operation::Lock => "lock",
             Operation::Wait => "wait on",
             Operation::Release => "release",
+            Operation::Set => "set",
+            Operation::Reset => "reset",
         })
     }
 }

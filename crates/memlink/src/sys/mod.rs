@@ -31,3 +31,7 @@ pub(crate) use posix::*;
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
+#[cfg(windows)]
+mod windows_sync;
+#[cfg(windows)]
+pub(crate) use windows_sync::{RawEvent, RawMutex, RawSemaphore};
