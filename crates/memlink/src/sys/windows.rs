@@ -10,8 +10,9 @@
 //!
 //! Names without a prefix (or with `Local\`) live in the session's
 //! namespace, `Global\` ones in the machine's; all kernel objects (sections,
-//! mutexes, events, semaphores) share these namespaces, so a name taken by
-//! another kind of object is a [`ErrorKind::WrongKind`] error.
+//! mutexes, events, semaphores) share these namespaces. A create over a name
+//! that another kind of object holds is [`ErrorKind::AlreadyExists`] (the
+//! name is taken, as on Linux), an open of it [`ErrorKind::WrongKind`].
 //!
 //! The size of an opened section comes from `NtQuerySection`, or from
 //! `VirtualQuery` of a view when the handle may not query. Either gives the
@@ -113,11 +114,40 @@ fn os_error(operation: Operation, kind: ObjectKind, name: &Name, code: u32) -> E
     )
 }
 
-fn wrong_kind(operation: Operation, kind: ObjectKind, name: &Name) -> Error {
-    Error::new(operation, kind, name.given(), ErrorKind::WrongKind).with_detail(
-        "another kind of kernel object (a mutex, event or semaphore, say) has that name; \
-         all kernel objects share one namespace",
-    )
+/// The error for a name that another kind of object holds: `WrongKind`
+/// for an open, `AlreadyExists` for a create (the name is taken, as on
+/// Linux). Says what holds it, where that can be told.
+fn kind_clash(operation: Operation, kind: ObjectKind, name: &Name, error: ErrorKind) -> Error {
+    let holder = match sync_kind(&wide(&name.windows_name())) {
+        Some(other) => format!("it is a {other}"),
+        None => String::from("it is a kernel object of another kind"),
+    };
+    Error::new(operation, kind, name.given(), error).with_detail(format!(
+        "{holder}; sections, mutexes, events and semaphores share one namespace"
+    ))
+}
+
+/// Whether the object called `name` (NUL-terminated) is a mutex, an event
+/// or a semaphore: only the matching `Open*W` call finds it.
+fn sync_kind(name: &[u16]) -> Option<ObjectKind> {
+    type OpenFn = unsafe extern "system" fn(u32, i32, *const u16) -> HANDLE;
+    let kinds: [(OpenFn, ObjectKind); 3] = [
+        (OpenMutexW, ObjectKind::Mutex),
+        (OpenEventW, ObjectKind::Event),
+        (OpenSemaphoreW, ObjectKind::Semaphore),
+    ];
+    kinds.into_iter().find_map(|(open, kind)| {
+        // SAFETY: the name is NUL-terminated and outlives the call.
+        let raw = unsafe { open(SYNCHRONIZATION_SYNCHRONIZE, FALSE, name.as_ptr()) };
+        if raw.is_null() {
+            // Denied access means the type matched.
+            return (last_error() == ERROR_ACCESS_DENIED).then_some(kind);
+        }
+        // SAFETY: `raw` is a fresh handle that nothing else owns; dropping
+        // it closes it at once.
+        drop(unsafe { OwnedHandle::from_raw_handle(raw) });
+        Some(kind)
+    })
 }
 
 /// A NUL-terminated UTF-16 copy of `s`.
@@ -251,6 +281,11 @@ impl Handle {
         });
         let attributes_ptr = attributes.as_ref().map_or(ptr::null(), |a| a as *const _);
         let wide_name = wide(&name.windows_name());
+        // SEC_COMMIT charges the whole size against the commit limit now, so
+        // a shortage is an error here, never a fault later. `spec.reserve`
+        // cannot turn that off: with SEC_RESERVE every program mapping the
+        // section would have to commit pages itself, which the plain
+        // callers (the seeds' programs) do not.
         // SAFETY: INVALID_HANDLE_VALUE asks for a paging-file backed
         // section; the attributes (if any) and their descriptor and the
         // NUL-terminated name outlive the call. The last error is cleared
@@ -306,7 +341,7 @@ impl Handle {
             ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => {
                 Error::new(op, kind, name.given(), ErrorKind::NotFound)
             }
-            ERROR_INVALID_HANDLE => wrong_kind(op, kind, name),
+            ERROR_INVALID_HANDLE => kind_clash(op, kind, name, ErrorKind::WrongKind),
             code => os_error(op, kind, name, code),
         })?;
         let size = if can_query {
@@ -374,7 +409,7 @@ fn create_error(name: &Name, kind: ObjectKind, size: u64, code: u32) -> Error {
     let op = Operation::Create;
     let os = io::Error::from_raw_os_error(code as i32);
     match code {
-        ERROR_INVALID_HANDLE => wrong_kind(op, kind, name),
+        ERROR_INVALID_HANDLE => kind_clash(op, kind, name, ErrorKind::AlreadyExists),
         ERROR_NOT_ENOUGH_MEMORY
         | ERROR_OUTOFMEMORY
         | ERROR_COMMITMENT_LIMIT
@@ -561,6 +596,7 @@ fn describe(name: String, kind: ObjectKind) -> ObjectInfo {
         state: State::Alive,
         holders: Vec::new(),
         mode: None,
+        detail: None,
     };
     if kind == ObjectKind::Region {
         match open_section(&wide(&info.name), QUERY_ACCESS).map(|s| section_size(&s)) {
@@ -604,6 +640,7 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
         state,
         holders: Vec::new(),
         mode: None,
+        detail: None,
     };
     match open_section(&wide_name, QUERY_ACCESS) {
         Ok(section) => {
@@ -615,28 +652,13 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
         Err(ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND) => {
             return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound))
         }
-        Err(ERROR_INVALID_HANDLE) => {} // another type: try the others
+        Err(ERROR_INVALID_HANDLE) => {} // another type
         Err(code) => return Err(os_error(op, kind, name, code)),
     }
-    type OpenFn = unsafe extern "system" fn(u32, i32, *const u16) -> HANDLE;
-    let others: [(OpenFn, ObjectKind); 3] = [
-        (OpenMutexW, ObjectKind::Mutex),
-        (OpenEventW, ObjectKind::Event),
-        (OpenSemaphoreW, ObjectKind::Semaphore),
-    ];
-    for (open, other) in others {
-        // SAFETY: the name is NUL-terminated and outlives the call.
-        let raw = unsafe { open(SYNCHRONIZATION_SYNCHRONIZE, FALSE, wide_name.as_ptr()) };
-        match raw.is_null() {
-            // SAFETY: `raw` is a fresh handle that nothing else owns; it is
-            // closed at once.
-            false => drop(unsafe { OwnedHandle::from_raw_handle(raw) }),
-            true if last_error() == ERROR_ACCESS_DENIED => {}
-            true => continue,
-        }
-        return Ok(info(other, 0, State::Alive));
+    match sync_kind(&wide_name) {
+        Some(other) => Ok(info(other, 0, State::Alive)),
+        None => Err(kind_clash(op, kind, name, ErrorKind::WrongKind)),
     }
-    Err(wrong_kind(op, kind, name))
 }
 
 pub(crate) fn remove(name: &Name) -> Result<()> {
@@ -836,6 +858,24 @@ mod tests {
     }
 
     #[test]
+    fn an_impossible_size_is_an_error_at_create() {
+        let name = unique("huge");
+        let err = Region::create(&name, 1 << 62).unwrap_err();
+        assert!(
+            matches!(
+                err.kind(),
+                ErrorKind::OutOfMemory | ErrorKind::InvalidArgument
+            ),
+            "{err}"
+        );
+        assert!(err.to_string().starts_with("cannot create region"), "{err}");
+        assert_eq!(
+            Region::open(&name, Access::ReadOnly).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+
+    #[test]
     fn create_of_a_taken_name_is_already_exists_and_leaves_it_alone() {
         let name = unique("taken");
         let region = Region::create(&name, 4096).unwrap();
@@ -852,7 +892,7 @@ mod tests {
     }
 
     #[test]
-    fn a_name_held_by_a_mutex_is_wrong_kind() {
+    fn a_name_held_by_a_mutex_is_taken_and_of_the_wrong_kind() {
         let name = unique("mutex");
         let wide_name = wide(&name);
         // SAFETY: default security, not owned, NUL-terminated name.
@@ -862,9 +902,18 @@ mod tests {
         let _mutex = unsafe { OwnedHandle::from_raw_handle(raw) };
 
         let err = Region::create(&name, 4096).unwrap_err();
-        assert_eq!(err.kind(), ErrorKind::WrongKind, "{err}");
-        assert!(err.to_string().contains("share one namespace"), "{err}");
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(
+            err.to_string().ends_with(
+                "already exists: it is a mutex; sections, \
+            mutexes, events and semaphores share one namespace"
+            ),
+            "{err}"
+        );
         let err = Region::open(&name, Access::ReadWrite).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::WrongKind, "{err}");
+        assert!(err.to_string().contains("it is a mutex"), "{err}");
+        let err = Region::create_or_open(&name, 4096).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::WrongKind, "{err}");
         let info = crate::inspect(&name).unwrap();
         assert_eq!(info.kind, Some(ObjectKind::Mutex));
