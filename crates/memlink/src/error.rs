@@ -28,6 +28,7 @@ impl ObjectKind {
         }
     }
 
+    #[cfg_attr(windows, allow(dead_code))]
     pub(crate) fn from_str(s: &str) -> Option<ObjectKind> {
         Some(match s {
             "region" => ObjectKind::Region,

@@ -99,6 +99,7 @@ pub(crate) struct CreateSpec {
     pub(crate) size: u64,
     pub(crate) lifetime: Lifetime,
     pub(crate) mode: u32,
+    #[cfg_attr(windows, allow(dead_code))] // Windows always commits
     pub(crate) reserve: bool,
 }
 

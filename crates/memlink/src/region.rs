@@ -198,7 +198,10 @@ impl Region {
         RegionOptions::new().create_or_open(name, size)
     }
 
-    /// The region's size in bytes, as the OS reports it.
+    /// The region's size in bytes, as the OS reports it. On Windows, a
+    /// handle that opened the region sees the size rounded up to a whole
+    /// page (4 KiB): the kernel keeps no finer size for a section; the
+    /// handle that created it reports the size it asked for.
     pub fn size(&self) -> u64 {
         self.handle.size()
     }

@@ -496,7 +496,12 @@ impl RawEvent {
         if ok != 0 {
             return Ok(());
         }
-        Err(os_error(operation, ObjectKind::Event, &self.name, last_error()))
+        Err(os_error(
+            operation,
+            ObjectKind::Event,
+            &self.name,
+            last_error(),
+        ))
     }
 
     pub(crate) fn set(&self) -> Result<()> {
