@@ -22,16 +22,21 @@ mod linux;
 #[cfg(target_os = "linux")]
 pub(crate) use linux::*;
 
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
 mod posix;
-#[cfg(all(unix, not(target_os = "linux")))]
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
 pub(crate) use posix::*;
+
+#[cfg(not(any(
+    target_os = "linux",
+    target_os = "macos",
+    target_os = "ios",
+    target_os = "freebsd",
+    windows
+)))]
+compile_error!("memlink supports Linux, Windows, macOS and FreeBSD");
 
 #[cfg(windows)]
 mod windows;
 #[cfg(windows)]
 pub(crate) use windows::*;
-#[cfg(windows)]
-mod windows_sync;
-#[cfg(windows)]
-pub(crate) use windows_sync::{RawEvent, RawMutex, RawSemaphore};

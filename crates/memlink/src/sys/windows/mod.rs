@@ -21,6 +21,10 @@
 //! test records 0x123 bytes as 0x1000). The creator's handle reports the
 //! size it asked for.
 
+mod sync;
+
+pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
+
 use std::ffi::c_void;
 use std::io;
 use std::mem::size_of;
@@ -64,7 +68,7 @@ const DIRECTORY_QUERY: u32 = 1;
 /// needs `SECTION_QUERY`, Wine also `SECTION_MAP_READ`.
 const QUERY_ACCESS: u32 = SECTION_QUERY | FILE_MAP_READ;
 /// Any bit for group or others opens a new object to every user.
-const EVERYONE_SDDL: &str = "D:(A;;GA;;;WD)";
+pub(super) const EVERYONE_SDDL: &str = "D:(A;;GA;;;WD)";
 
 /// What `NtQuerySection` returns for `SectionBasicInformation`.
 #[repr(C)]
@@ -95,7 +99,7 @@ extern "system" {
     ) -> NTSTATUS;
 }
 
-fn last_error() -> u32 {
+pub(super) fn last_error() -> u32 {
     // SAFETY: reads the calling thread's last-error value; no preconditions.
     unsafe { GetLastError() }
 }
@@ -105,7 +109,7 @@ fn nt_error(status: NTSTATUS) -> io::Error {
     io::Error::from_raw_os_error(unsafe { RtlNtStatusToDosError(status) } as i32)
 }
 
-fn os_error(operation: Operation, kind: ObjectKind, name: &Name, code: u32) -> Error {
+pub(super) fn os_error(operation: Operation, kind: ObjectKind, name: &Name, code: u32) -> Error {
     Error::os(
         operation,
         kind,
@@ -117,7 +121,12 @@ fn os_error(operation: Operation, kind: ObjectKind, name: &Name, code: u32) -> E
 /// The error for a name that another kind of object holds: `WrongKind`
 /// for an open, `AlreadyExists` for a create (the name is taken, as on
 /// Linux). Says what holds it, where that can be told.
-fn kind_clash(operation: Operation, kind: ObjectKind, name: &Name, error: ErrorKind) -> Error {
+pub(super) fn kind_clash(
+    operation: Operation,
+    kind: ObjectKind,
+    name: &Name,
+    error: ErrorKind,
+) -> Error {
     let holder = match sync_kind(&wide(&name.windows_name())) {
         Some(other) => format!("it is a {other}"),
         None => String::from("it is a kernel object of another kind"),
@@ -151,7 +160,7 @@ fn sync_kind(name: &[u16]) -> Option<ObjectKind> {
 }
 
 /// A NUL-terminated UTF-16 copy of `s`.
-fn wide(s: &str) -> Vec<u16> {
+pub(super) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
 }
 
@@ -215,10 +224,10 @@ fn view_size(section: &OwnedHandle, access: u32) -> io::Result<u64> {
 }
 
 /// A security descriptor made from SDDL, freed with `LocalFree`.
-struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
+pub(super) struct SecurityDescriptor(pub(super) PSECURITY_DESCRIPTOR);
 
 impl SecurityDescriptor {
-    fn from_sddl(sddl: &str) -> std::result::Result<SecurityDescriptor, u32> {
+    pub(super) fn from_sddl(sddl: &str) -> std::result::Result<SecurityDescriptor, u32> {
         let sddl = wide(sddl);
         let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
         // SAFETY: `sddl` is NUL-terminated; `sd` receives a LocalAlloc'd

@@ -27,27 +27,24 @@ use std::time::Instant;
 
 use windows_sys::core::{BOOL, PCWSTR};
 use windows_sys::Win32::Foundation::{
-    GetLastError, LocalFree, SetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS,
-    ERROR_FILE_NOT_FOUND, ERROR_INVALID_HANDLE, ERROR_PATH_NOT_FOUND, ERROR_TOO_MANY_POSTS, FALSE,
-    HANDLE, NTSTATUS, WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    SetLastError, ERROR_ACCESS_DENIED, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND,
+    ERROR_INVALID_HANDLE, ERROR_PATH_NOT_FOUND, ERROR_TOO_MANY_POSTS, FALSE, HANDLE, NTSTATUS,
+    WAIT_ABANDONED, WAIT_OBJECT_0, WAIT_TIMEOUT,
 };
-use windows_sys::Win32::Security::Authorization::{
-    ConvertStringSecurityDescriptorToSecurityDescriptorW, SDDL_REVISION_1,
-};
-use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
+use windows_sys::Win32::Security::SECURITY_ATTRIBUTES;
 use windows_sys::Win32::System::Threading::{
     CreateEventW, CreateMutexW, CreateSemaphoreW, OpenEventW, OpenMutexW, OpenSemaphoreW,
     ReleaseMutex, ReleaseSemaphore, ResetEvent, SetEvent, WaitForSingleObject, EVENT_MODIFY_STATE,
     INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE, SYNCHRONIZATION_SYNCHRONIZE,
 };
 
+use super::{last_error, os_error, wide, SecurityDescriptor, EVERYONE_SDDL};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::object::{CreateSpec, Lifetime};
 use crate::sync::{EventReset, Wait};
 
 /// Any bit for group or others opens a new object to every user.
-const EVERYONE_SDDL: &str = "D:(A;;GA;;;WD)";
 
 /// The right to read a semaphore's counts (`NtQuerySemaphore`); declared
 /// by windows-sys only among the WDK's constants.
@@ -78,59 +75,8 @@ extern "system" {
 /// The signature shared by `OpenMutexW`, `OpenSemaphoreW` and `OpenEventW`.
 type OpenFn = unsafe extern "system" fn(u32, BOOL, PCWSTR) -> HANDLE;
 
-fn last_error() -> u32 {
-    // SAFETY: reads the calling thread's last-error value; no preconditions.
-    unsafe { GetLastError() }
-}
-
-fn os_error(operation: Operation, kind: ObjectKind, name: &Name, code: u32) -> Error {
-    Error::os(
-        operation,
-        kind,
-        name.given(),
-        io::Error::from_raw_os_error(code as i32),
-    )
-}
-
 const OTHER_KIND: &str = "another kind of kernel object (a section, mutex, event or \
                           semaphore) has that name; all kernel objects share one namespace";
-
-/// A NUL-terminated UTF-16 copy of `s`.
-fn wide(s: &str) -> Vec<u16> {
-    s.encode_utf16().chain(Some(0)).collect()
-}
-
-/// A security descriptor made from SDDL, freed with `LocalFree`.
-struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
-
-impl SecurityDescriptor {
-    fn from_sddl(sddl: &str) -> std::result::Result<SecurityDescriptor, u32> {
-        let sddl = wide(sddl);
-        let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
-        // SAFETY: `sddl` is NUL-terminated; `sd` receives a LocalAlloc'd
-        // descriptor that this value owns; the size pointer may be null.
-        let ok = unsafe {
-            ConvertStringSecurityDescriptorToSecurityDescriptorW(
-                sddl.as_ptr(),
-                SDDL_REVISION_1,
-                &mut sd,
-                ptr::null_mut(),
-            )
-        };
-        if ok == 0 {
-            return Err(last_error());
-        }
-        Ok(SecurityDescriptor(sd))
-    }
-}
-
-impl Drop for SecurityDescriptor {
-    fn drop(&mut self) {
-        // SAFETY: the descriptor was allocated by the conversion above, for
-        // this value alone, and is freed once.
-        unsafe { LocalFree(self.0) };
-    }
-}
 
 /// Makes a new named object with `create`, which is given the security
 /// attributes (null for the default DACL) and the NUL-terminated name, and
