@@ -68,7 +68,9 @@ pub struct ObjectInfo {
     /// The object's name.
     pub name: String,
     /// What memlink made it as; `None` for a foreign object (made by another
-    /// program with the plain OS calls).
+    /// program with the plain OS calls). On Windows the objects memlink makes
+    /// are the plain kernel objects, indistinguishable from anyone else's, so
+    /// every object there has its kind and counts as memlink's.
     pub kind: Option<ObjectKind>,
     /// Its size in bytes.
     pub size: u64,
