@@ -26,6 +26,8 @@
 #   WINEPREFIX              Wine prefix        (default: <target dir>/wineprefix)
 #   MEMLINK_WIN_TIMEOUT     seconds for the cargo command (default: 2700)
 #   MEMLINK_WIN_KEEP_WINESERVER=1  leave the wineserver running at the end
+#   MEMLINK_WINESERVER_PERSIST     seconds the server outlives its last process (60)
+#   MEMLINK_DENY_WARNINGS=1 compiler warnings in our crates are errors
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,19 +77,29 @@ setup_env() {
     # Rustup's wrappers must not redirect anything to the rustup toolchain.
     unset RUSTUP_TOOLCHAIN RUSTC_WRAPPER RUSTC_WORKSPACE_WRAPPER CARGO_BUILD_RUSTC_WRAPPER
     export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
+    # MEMLINK_DENY_WARNINGS=1: fail on compiler warnings in our crates (those
+    # only seen on this target; clippy -D warnings covers Linux). Dependencies
+    # and the -Zbuild-std crates get --cap-lints, so only our code is affected.
+    if [[ ${MEMLINK_DENY_WARNINGS:-0} == 1 ]]; then
+        export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-D warnings"
+    fi
 
     # Wine: own prefix (so a stale or interactive ~/.wine can't interfere),
     # quiet, no Mono/Gecko install dialogs, and our ProcessPrng shim preferred.
     export WINEPREFIX="${WINEPREFIX:-$TARGET_DIR/wineprefix}"
     export WINEDEBUG="${WINEDEBUG:--all}"
-    export WINEDLLOVERRIDES="mscoree,mshtml=;bcryptprimitives=n,b${WINEDLLOVERRIDES:+;$WINEDLLOVERRIDES}"
+    # winedbg.exe=d: no crash debugger. With winedbg, a process that dies of
+    # an unhandled exception (e.g. an access violation a test provokes on
+    # purpose) exits with 0xC0000354 (STATUS_DEBUGGER_INACTIVE) after a long
+    # crash dump, instead of the exception code (0xC0000005) as on Windows.
+    export WINEDLLOVERRIDES="mscoree,mshtml=;bcryptprimitives=n,b;winedbg.exe=d${WINEDLLOVERRIDES:+;$WINEDLLOVERRIDES}"
     export WINEARCH=win64
     # WINEPATH is prepended to the Windows PATH of every Wine process and is
     # inherited by the processes they spawn, so the shim DLL is found by test
     # binaries in deps/, binaries in debug/, doctest binaries in /tmp, and
     # anything they start (current_exe(), CARGO_BIN_EXE_*).
     local shim_win
-    shim_win="Z:$(printf '%s' "$SHIM_DIR" | tr '/' '\\')"
+    shim_win="Z:${SHIM_DIR//\//\\}"
     export WINEPATH="$shim_win${WINEPATH:+;$WINEPATH}"
     # No X display needed (and none wanted: no dialogs).
     unset DISPLAY WAYLAND_DISPLAY
@@ -118,33 +130,54 @@ place_shim() {
 }
 
 # --------------------------------------------------------------------- Wine
+# How long our wineserver outlives its last Windows process. It is stopped
+# explicitly (stop_wine) at the end; this only bounds how long a server from a
+# run that was SIGKILLed lingers. (A plain `wineserver -p` lives forever, and
+# `wineserver -w` on it waits forever.)
+WINESERVER_PERSIST="${MEMLINK_WINESERVER_PERSIST:-60}"
 WINESERVER_STARTED=0
+
 start_wine() {
-    # Start a persistent (-p) wineserver ourselves, detached from our
-    # stdout/stderr, so that a lingering wineserver (or the services.exe /
-    # winedevice.exe it keeps alive) never holds the caller's pipes open and
-    # tests don't pay a server start each. stop_wine ends it with -k (which
-    # also flushes the registry to disk). NB: `wineserver -w` on a persistent
-    # server waits forever, hence -k.
+    # Start the wineserver ourselves, detached from our stdout/stderr, then a
+    # first Windows process with stdio on /dev/null: that one starts the
+    # prefix's services (services.exe, winedevice.exe, ...), which otherwise
+    # would inherit the first test's stdout and could hold a caller's pipe
+    # open until the server exits.
     mkdir -p "$WINEPREFIX"
-    "$WINESERVER" -p </dev/null >/dev/null 2>&1 || true
     WINESERVER_STARTED=1
-    if [[ ! -f $WINEPREFIX/system.reg ]]; then
-        # First use of this prefix (system.reg is written when the server
-        # flushes the registry, at the latest by `wineserver -k`).
+    "$WINESERVER" -p"$WINESERVER_PERSIST" </dev/null >/dev/null 2>&1 || true
+    # Bump PREFIX_CONFIG when changing what is configured below, so existing
+    # prefixes are reconfigured.
+    local PREFIX_CONFIG="memlink-ci-1 win10"
+    if [[ ! -f $WINEPREFIX/system.reg || "$(cat "$WINEPREFIX/.memlink-ci" 2>/dev/null)" != "$PREFIX_CONFIG" ]]; then
         log "initialising Wine prefix $WINEPREFIX"
         local t0=$SECONDS
-        if ! timeout 300 "$WINE" wineboot --init </dev/null >"$TARGET_DIR/wineboot.log" 2>&1; then
+        if ! {
+            timeout 300 "$WINE" wineboot --init &&
+                # Report Windows 10 (Wine 8 defaults to Windows 7; Rust's
+                # x86_64-pc-windows-gnu target requires Windows 10).
+                timeout 120 "$WINE" reg add 'HKCU\Software\Wine' /v Version /d win10 /f
+        } </dev/null >"$TARGET_DIR/wineboot.log" 2>&1; then
             cat "$TARGET_DIR/wineboot.log" >&2 || true
             die "initialising the Wine prefix (wineboot --init) failed"
         fi
+        # Restart the server so the registry is on disk (it is flushed when
+        # the server stops) before the prefix is stamped as configured.
+        timeout 30 "$WINESERVER" -k </dev/null >/dev/null 2>&1 || true
+        timeout 30 "$WINESERVER" -w </dev/null >/dev/null 2>&1 || true
+        "$WINESERVER" -p"$WINESERVER_PERSIST" </dev/null >/dev/null 2>&1 || true
+        printf '%s\n' "$PREFIX_CONFIG" >"$WINEPREFIX/.memlink-ci"
         log "Wine prefix ready after $((SECONDS - t0)) s"
     fi
+    timeout 120 "$WINE" cmd /c exit 0 </dev/null >/dev/null 2>&1 ||
+        log "warning: warm-up process under Wine failed"
 }
 
 stop_wine() {
     if ((WINESERVER_STARTED)) && [[ ${MEMLINK_WIN_KEEP_WINESERVER:-0} != 1 ]]; then
-        # -k kills every process in this prefix and the server; bounded.
+        WINESERVER_STARTED=0
+        # -k kills every process of this prefix and the server (flushing the
+        # registry); -w then waits for it to be gone. Both bounded.
         timeout 30 "$WINESERVER" -k </dev/null >/dev/null 2>&1 || true
         timeout 30 "$WINESERVER" -w </dev/null >/dev/null 2>&1 || true
     fi
@@ -177,7 +210,9 @@ cargo_win() {
     shift
     local timeout_s="${MEMLINK_WIN_TIMEOUT:-2700}"
     local rc=0
-    timeout --kill-after=30 "$timeout_s" \
+    # --foreground: stay in the caller's process group so Ctrl-C / a group
+    # kill reaches cargo; Windows processes left over are killed by stop_wine.
+    timeout --foreground --kill-after=30 "$timeout_s" \
         "$DEB_CARGO" "$sub" -Zbuild-std --target "$TARGET" --target-dir "$TARGET_DIR" "$@" </dev/null || rc=$?
     if ((rc == 124)); then
         log "error: cargo $sub timed out after ${timeout_s}s"
@@ -213,16 +248,29 @@ main() {
     fi
 
     trap stop_wine EXIT
-    start_wine
+    trap 'exit 130' INT
+    trap 'exit 143' TERM
+    trap 'exit 129' HUP
 
     local rc=0
     if [[ $mode == test ]]; then
         local args=("$@")
         has_pkg_arg "$@" || args=(-p memlink "${args[@]}")
-        # Build first so the shim can be placed beside the exes, then run.
+        local no_run=0 a
+        for a in "${args[@]}"; do
+            [[ $a == -- ]] && break
+            [[ $a == --no-run ]] && no_run=1
+        done
+        # Build first (no Wine needed), then start Wine and run the tests.
+        if ((no_run)); then
+            cargo_win test "${args[@]}" || rc=$?
+            place_shim
+            return "$rc"
+        fi
         cargo_win test --no-run "${args[@]}" || rc=$?
         if ((rc == 0)); then
             place_shim
+            start_wine
             log "running tests under Wine ($("$WINE" --version 2>/dev/null || echo wine))"
             cargo_win test "${args[@]}" || rc=$?
         fi
@@ -238,6 +286,7 @@ main() {
         cargo_win build "${cargo_args[@]}" || rc=$?
         if ((rc == 0)); then
             place_shim
+            start_wine
             cargo_win run "${args[@]}" || rc=$?
         fi
     fi
