@@ -1,43 +1,229 @@
 //! `memlink`: create, inspect, watch and clean up named shared memory.
 
+mod data;
 mod demo;
+mod hexdump;
+mod objects;
+mod procs;
+mod signals;
+mod units;
+mod watch;
 
+use std::error::Error;
+use std::fmt;
+use std::io::{self, ErrorKind as IoErrorKind};
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
+
+const AFTER_HELP: &str = "\
+Names are 1-200 letters, digits, '.', '_', '-' and '@' (a leading '/' is
+dropped; on Windows, Global\\ and Local\\ pick the namespace). Sizes and
+offsets take units in powers of 1024: 4096, 4K, 4KiB, 1MiB, 2G.
+
+Examples:
+  memlink create demo --size 4K --text hello   hold a region until Ctrl-C
+  memlink read demo                            hello
+  memlink read demo --hex --len 32             an xxd-style dump
+  echo -n 'new' | memlink write demo --offset 6 -
+  memlink ls                                   what exists, who holds it
+  memlink watch demo                           a live view of the bytes
+
+Exit status: 0 on success, 1 when an operation fails, 2 for bad usage.
+Colour is used on terminals only, and never when NO_COLOR is set.";
 
 #[derive(Parser)]
 #[command(
     name = "memlink",
     version,
-    about = "Named shared memory, the Windows way, on every platform"
+    about = "Named shared memory, the Windows way, on every platform",
+    after_help = AFTER_HELP,
+    propagate_version = true
 )]
 struct Cli {
+    /// When to use colour: auto (on terminals, unless NO_COLOR is set),
+    /// always or never.
+    #[arg(
+        long,
+        global = true,
+        value_name = "WHEN",
+        default_value = "auto",
+        hide_possible_values = true
+    )]
+    color: ColorWhen,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Clone, Copy, ValueEnum)]
+enum ColorWhen {
+    Auto,
+    Always,
+    Never,
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Create a region and hold it until Ctrl-C (or keep it with
+    /// --persistent).
+    ///
+    /// Without --persistent the region lives while this command runs, as a
+    /// Windows file mapping lives while its creator holds it: the command
+    /// prints what it made, then waits for Ctrl-C or SIGTERM, closes its
+    /// handle and exits. The name goes away when the last handle closes.
+    Create(data::CreateArgs),
+    /// Print a region's bytes: as text up to the first NUL, as a hex dump,
+    /// or raw.
+    Read(data::ReadArgs),
+    /// Write text, a file or standard input into a region.
+    ///
+    /// Writing past the end is an error; a region's size never changes.
+    #[command(
+        override_usage = "memlink write [OPTIONS] <NAME> (--text <TEXT> | --file <PATH> | -)"
+    )]
+    Write(data::WriteArgs),
+    /// List the shared-memory objects: memlink's own and foreign ones.
+    ///
+    /// Shows every object in /dev/shm (on Linux) that this user can open,
+    /// whether memlink made it or another program did (a C program's
+    /// shm_open, Python's multiprocessing.shared_memory, ...): its size,
+    /// lifetime, whether it is alive or stale (every holder died), and the
+    /// processes holding it. Use --all to also see what cannot be opened
+    /// and POSIX semaphores.
+    #[command(visible_alias = "list")]
+    Ls(objects::LsArgs),
+    /// Show everything known about one object, with the processes holding
+    /// and mapping it.
+    #[command(visible_alias = "inspect")]
+    Info(objects::InfoArgs),
+    /// Remove names.
+    ///
+    /// Persistent, stale and foreign objects are removed at once. A memlink
+    /// region that live processes hold goes away by itself when they close
+    /// it; removing its name early needs --force. Processes that have it
+    /// open keep their memory either way.
+    #[command(visible_alias = "remove")]
+    Rm(objects::RmArgs),
+    /// Remove the stale objects left by processes that crashed.
+    ///
+    /// Only memlink's own last-handle objects whose every holder died are
+    /// removed; foreign objects are never touched.
+    Reap(objects::ReapArgs),
+    /// Show a region's bytes live, redrawn in place, with changes marked.
+    ///
+    /// Bytes that changed since the last look are shown in reverse video
+    /// (marked with '*' where colour is off) for a second, or one interval
+    /// if longer. Ends on Ctrl-C, or when the region goes away: watching
+    /// does not keep it alive, as it opens the region only for each look.
+    /// When the output is not a terminal, a new frame is printed after each
+    /// change instead.
+    Watch(watch::WatchArgs),
     /// Play the seeds' two-process demo: create, write, read from another
     /// process, close, and watch the name go away.
     Demo(demo::DemoArgs),
     /// The demo's second process (started by `memlink demo`).
     #[command(hide = true)]
     DemoReader(demo::ReaderArgs),
+    /// Print shell completions: `memlink completions bash >
+    /// /etc/bash_completion.d/memlink`.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
+    },
+}
+
+/// What a command returns: `Err` is reported as `memlink: ERROR`.
+pub type CmdResult<T = ()> = Result<T, Box<dyn Error>>;
+
+/// An error with just a message.
+pub fn failure(message: impl Into<String>) -> Box<dyn Error> {
+    message.into().into()
+}
+
+/// An error already written to stderr (by a command that goes on after
+/// one fails, as `rm` with several names does).
+#[derive(Debug)]
+pub struct AlreadyReported;
+
+impl fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("failed")
+    }
+}
+
+impl Error for AlreadyReported {}
+
+/// Writes an error to stderr as every command does.
+pub fn report(e: &dyn Error) {
+    eprintln!("memlink: {e}");
+}
+
+/// Whether output to stdout gets colour: a terminal without NO_COLOR (or
+/// `--color always`).
+pub fn colour_on_stdout() -> bool {
+    anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
+}
+
+/// Whether the error is stdout closing under us (`memlink read ... | head`),
+/// which ends the command quietly, as a Unix filter does.
+fn is_broken_pipe(e: &(dyn Error + 'static)) -> bool {
+    if let Some(e) = e.downcast_ref::<io::Error>() {
+        return e.kind() == IoErrorKind::BrokenPipe;
+    }
+    if let Some(e) = e.downcast_ref::<serde_json::Error>() {
+        return e.io_error_kind() == Some(IoErrorKind::BrokenPipe);
+    }
+    false
+}
+
+/// 2 for what the user typed wrong (an invalid name), 1 for the rest.
+fn exit_code(e: &(dyn Error + 'static)) -> u8 {
+    match e.downcast_ref::<memlink::Error>() {
+        Some(e) if e.kind() == memlink::ErrorKind::InvalidName => 2,
+        _ => 1,
+    }
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.color {
+        ColorWhen::Auto => {}
+        ColorWhen::Always => anstream::ColorChoice::Always.write_global(),
+        ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
+    }
     let result = match cli.command {
+        Command::Create(args) => data::create(args),
+        Command::Read(args) => data::read(args),
+        Command::Write(args) => data::write(args),
+        Command::Ls(args) => objects::ls(args),
+        Command::Info(args) => objects::info(args),
+        Command::Rm(args) => objects::rm(args),
+        Command::Reap(args) => objects::reap(args),
+        Command::Watch(args) => watch::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoReader(args) => demo::reader(args),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "memlink", &mut io::stdout());
+            Ok(())
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if is_broken_pipe(&*e) => ExitCode::SUCCESS,
+        Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("memlink: {e}");
-            ExitCode::FAILURE
+            report(&*e);
+            ExitCode::from(exit_code(&*e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
     }
 }

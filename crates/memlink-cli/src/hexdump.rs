@@ -1,0 +1,201 @@
+//! Hex dumps: `xxd`'s layout for `read --hex`, a byte-per-cell layout for
+//! `watch` (which needs room to mark changed bytes).
+
+use std::fmt::Write as _;
+use std::io::{self, Write};
+
+use anstyle::{Effects, Style};
+
+/// Bytes per dump line.
+pub const WIDTH: usize = 16;
+
+const ZERO: Style = Style::new().effects(Effects::DIMMED);
+const CHANGED: Style = Style::new().effects(Effects::INVERT.insert(Effects::BOLD));
+
+/// How many hex digits the offsets of a dump ending at `end` need (at
+/// least 8, as `xxd` prints them).
+pub fn offset_digits(end: u64) -> usize {
+    let bits = 64 - end.saturating_sub(1).leading_zeros() as usize;
+    bits.div_ceil(4).max(8)
+}
+
+fn ascii(byte: u8) -> char {
+    if byte.is_ascii_graphic() || byte == b' ' {
+        byte as char
+    } else {
+        '.'
+    }
+}
+
+/// Writes `bytes`, which start at `base` in the region, as `xxd` does:
+/// `00000010: 4865 6c6c 6f00 ...  Hello...`. With `squeeze`, a run of
+/// lines equal to the one before is shown as one `*` line (as `hexdump`
+/// and `xxd -a` do); the last line is always shown. With `colour`, zero
+/// bytes are dimmed.
+pub fn xxd(
+    out: &mut impl Write,
+    bytes: &[u8],
+    base: u64,
+    squeeze: bool,
+    colour: bool,
+) -> io::Result<()> {
+    let digits = offset_digits(base + bytes.len() as u64);
+    let lines = bytes.len().div_ceil(WIDTH);
+    let mut previous: Option<&[u8]> = None;
+    let mut skipping = false;
+    let mut text = String::with_capacity(128);
+    for (i, line) in bytes.chunks(WIDTH).enumerate() {
+        if squeeze && i + 1 < lines && previous == Some(line) {
+            if !skipping {
+                out.write_all(b"*\n")?;
+                skipping = true;
+            }
+            continue;
+        }
+        skipping = false;
+        previous = Some(line);
+        text.clear();
+        // Writing to a String cannot fail.
+        let _ = write!(text, "{:0digits$x}:", base + (i * WIDTH) as u64);
+        for (j, &byte) in line.iter().enumerate() {
+            if j % 2 == 0 {
+                text.push(' ');
+            }
+            push_styled(&mut text, colour && byte == 0, ZERO, |t| push_hex(t, byte));
+        }
+        // Pad a short last line so its text lines up with the others.
+        let missing = WIDTH - line.len();
+        let pad = missing * 2 + missing / 2 + 2;
+        text.extend(std::iter::repeat_n(' ', pad));
+        for &byte in line {
+            push_styled(&mut text, colour && byte == 0, ZERO, |t| {
+                t.push(ascii(byte))
+            });
+        }
+        text.push('\n');
+        out.write_all(text.as_bytes())?;
+    }
+    Ok(())
+}
+
+fn push_hex(text: &mut String, byte: u8) {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    text.push(DIGITS[usize::from(byte >> 4)] as char);
+    text.push(DIGITS[usize::from(byte & 0xf)] as char);
+}
+
+/// Pushes what `push` writes, in `style` when `styled`.
+fn push_styled(text: &mut String, styled: bool, style: Style, push: impl FnOnce(&mut String)) {
+    if styled {
+        let _ = write!(text, "{style}");
+        push(text);
+        let _ = write!(text, "{style:#}");
+    } else {
+        push(text);
+    }
+}
+
+/// One line of `watch`'s view: `00000010  48 65 6c ... |Hello...|`, with
+/// the bytes whose `changed` flag is set highlighted (reverse video) when
+/// `colour`, or marked with a `*` before them when not.
+pub fn watch_line(
+    line: &[u8],
+    changed: &[bool],
+    offset: u64,
+    digits: usize,
+    colour: bool,
+) -> String {
+    let mut text = format!("{offset:0digits$x} ");
+    for (j, (&byte, &new)) in line.iter().zip(changed).enumerate() {
+        let gap = if j == 8 { " " } else { "" };
+        let mark = if new && !colour { '*' } else { ' ' };
+        text.push_str(gap);
+        text.push(mark);
+        if new && colour {
+            text.push_str(&format!("{CHANGED}{byte:02x}{CHANGED:#}"));
+        } else {
+            text.push_str(&format!("{byte:02x}"));
+        }
+    }
+    let missing = WIDTH - line.len();
+    let pad = missing * 3 + usize::from(line.len() <= 8);
+    text.push_str(&format!("{:pad$}  |", ""));
+    for (&byte, &new) in line.iter().zip(changed) {
+        if new && colour {
+            text.push_str(&format!("{CHANGED}{}{CHANGED:#}", ascii(byte)));
+        } else {
+            text.push(ascii(byte));
+        }
+    }
+    text.push('|');
+    text
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dump(bytes: &[u8], base: u64, squeeze: bool) -> String {
+        let mut out = Vec::new();
+        xxd(&mut out, bytes, base, squeeze, false).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn dims_zero_bytes_in_colour() {
+        let mut out = Vec::new();
+        xxd(&mut out, b"a\0", 0, false, true).unwrap();
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(&format!("00000000: 61{ZERO}00{ZERO:#}")),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn matches_xxd() {
+        // `printf 'Hello, shared memory!\n' | xxd`
+        assert_eq!(
+            dump(b"Hello, shared memory!\n", 0, false),
+            "00000000: 4865 6c6c 6f2c 2073 6861 7265 6420 6d65  Hello, shared me\n\
+             00000010: 6d6f 7279 210a                           mory!.\n"
+        );
+        assert_eq!(
+            dump(b"abc", 0x20, false),
+            "00000020: 6162 63                                  abc\n"
+        );
+    }
+
+    #[test]
+    fn squeezes_repeated_lines_but_keeps_the_last() {
+        let mut bytes = b"hi".to_vec();
+        bytes.resize(64, 0);
+        let text = dump(&bytes, 0, true);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 4, "{text}");
+        assert!(lines[1].starts_with("00000010: 0000"), "{text}");
+        assert_eq!(lines[2], "*");
+        assert!(lines[3].starts_with("00000030: 0000"), "{text}");
+    }
+
+    #[test]
+    fn offsets_grow_past_4_gib() {
+        assert_eq!(offset_digits(0x1000), 8);
+        assert_eq!(offset_digits(0x1_0000_0000), 8);
+        assert_eq!(offset_digits(0x1_0000_0001), 9);
+    }
+
+    #[test]
+    fn watch_lines_mark_changes_without_colour() {
+        let mut changed = [false; 16];
+        changed[1] = true;
+        let line = watch_line(b"Hello, shared me", &changed, 0, 8, false);
+        assert_eq!(
+            line,
+            "00000000  48*65 6c 6c 6f 2c 20 73  68 61 72 65 64 20 6d 65  |Hello, shared me|"
+        );
+        let short = watch_line(b"abc", &[false; 3], 16, 8, false);
+        assert_eq!(short.len(), line.len() - 13, "{short}");
+        assert!(short.ends_with("  |abc|"), "{short}");
+    }
+}

@@ -1,0 +1,189 @@
+//! What the system says about processes: their command lines, and which of
+//! them have an object open or mapped. Read from `/proc` where it exists
+//! (Linux); elsewhere nothing is found and only the pids are shown.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::fs;
+use std::path::Path;
+
+use serde::Serialize;
+
+/// A process, as listings show it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Process {
+    /// Its id.
+    pub pid: u32,
+    /// Its command line, arguments joined by spaces; `None` where the
+    /// system does not tell (another OS, or the process has gone).
+    pub command: Option<String>,
+}
+
+impl Process {
+    pub fn new(pid: u32) -> Process {
+        Process {
+            pid,
+            command: command_line(pid),
+        }
+    }
+
+    /// `1234 (memlink)`: the pid and the program's name.
+    pub fn short(&self) -> String {
+        match self.command.as_deref().and_then(program_name) {
+            Some(name) => format!("{} ({name})", self.pid),
+            None => self.pid.to_string(),
+        }
+    }
+
+    /// `1234  memlink create ...`: the pid and the whole command line.
+    pub fn long(&self) -> String {
+        match &self.command {
+            Some(command) => format!("{:<7} {command}", self.pid),
+            None => self.pid.to_string(),
+        }
+    }
+}
+
+/// The base name of a command line's program.
+fn program_name(command: &str) -> Option<&str> {
+    let program = command.split(' ').next()?;
+    let name = program.rsplit(['/', '\\']).next()?;
+    (!name.is_empty()).then_some(name)
+}
+
+/// The command line of `pid`: `/proc/PID/cmdline` with its arguments joined
+/// by spaces, or `[comm]` for a process without one (a kernel thread, or a
+/// zombie).
+pub fn command_line(pid: u32) -> Option<String> {
+    let proc_dir = Path::new("/proc").join(pid.to_string());
+    let raw = fs::read(proc_dir.join("cmdline")).ok()?;
+    let args: Vec<String> = raw
+        .split(|&b| b == 0)
+        .filter(|arg| !arg.is_empty())
+        .map(|arg| quote(&String::from_utf8_lossy(arg)))
+        .collect();
+    if !args.is_empty() {
+        return Some(args.join(" "));
+    }
+    let comm = fs::read_to_string(proc_dir.join("comm")).ok()?;
+    Some(format!("[{}]", comm.trim_end()))
+}
+
+/// One argument as a shell would need it typed: as is when plain,
+/// single-quoted when it has spaces or special characters, and as an
+/// escaped string (`"a\nb"`) when it has control characters, so that a
+/// command line always shows on one line.
+fn quote(arg: &str) -> String {
+    let plain = |c: char| c.is_alphanumeric() || "_@%+=:,./-".contains(c);
+    if !arg.is_empty() && arg.chars().all(plain) {
+        arg.to_owned()
+    } else if arg.chars().any(char::is_control) {
+        format!("{arg:?}")
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// The processes that use one object, found in `/proc`.
+#[derive(Debug, Default, Clone)]
+pub struct Users {
+    /// Processes with a descriptor open on it (`/proc/PID/fd`).
+    pub open: BTreeSet<u32>,
+    /// Processes with it mapped (`/proc/PID/maps`).
+    pub mapped: BTreeSet<u32>,
+}
+
+/// Finds the processes that have any of `paths` open (and, with `maps`,
+/// mapped), keyed by path. Processes this user may not look into (other
+/// users', unless run as root) are not seen; this process is left out.
+pub fn users(paths: &HashSet<String>, maps: bool) -> HashMap<String, Users> {
+    let mut found: HashMap<String, Users> = HashMap::new();
+    if paths.is_empty() {
+        return found;
+    }
+    let Ok(entries) = fs::read_dir("/proc") else {
+        return found;
+    };
+    let me = std::process::id();
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == me {
+            continue;
+        }
+        if let Ok(fds) = fs::read_dir(entry.path().join("fd")) {
+            for fd in fds.flatten() {
+                let Ok(target) = fs::read_link(fd.path()) else {
+                    continue;
+                };
+                // A removed name shows as "PATH (deleted)" and is not matched.
+                if let Some(target) = target.to_str().filter(|t| paths.contains(*t)) {
+                    found.entry(target.to_owned()).or_default().open.insert(pid);
+                }
+            }
+        }
+        if !maps {
+            continue;
+        }
+        let Ok(text) = fs::read_to_string(entry.path().join("maps")) else {
+            continue;
+        };
+        for line in text.lines() {
+            // "start-end perms offset dev inode      PATH"
+            let Some(path) = line.find(" /").map(|at| line[at + 1..].trim_end()) else {
+                continue;
+            };
+            if paths.contains(path) {
+                found.entry(path.to_owned()).or_default().mapped.insert(pid);
+            }
+        }
+    }
+    found
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn program_names() {
+        assert_eq!(program_name("/usr/bin/python3 -c x"), Some("python3"));
+        assert_eq!(program_name("memlink create x"), Some("memlink"));
+        assert_eq!(program_name(r"C:\bin\memlink.exe ls"), Some("memlink.exe"));
+    }
+
+    #[test]
+    fn quotes_arguments() {
+        assert_eq!(quote("--size"), "--size");
+        assert_eq!(quote("hello world"), "'hello world'");
+        assert_eq!(quote("it's"), r"'it'\''s'");
+        assert_eq!(quote("a\nb"), r#""a\nb""#);
+        assert_eq!(quote(""), "''");
+    }
+
+    #[test]
+    fn describes_processes() {
+        let p = Process {
+            pid: 42,
+            command: Some("/usr/bin/memlink create x --size 4K".into()),
+        };
+        assert_eq!(p.short(), "42 (memlink)");
+        assert_eq!(p.long(), "42      /usr/bin/memlink create x --size 4K");
+        let bare = Process {
+            pid: 42,
+            command: None,
+        };
+        assert_eq!(bare.short(), "42");
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn reads_this_process_command_line() {
+        let line = command_line(std::process::id()).unwrap();
+        assert!(line.contains("memlink"), "{line}");
+    }
+}

@@ -1,0 +1,280 @@
+//! `watch`: a live hex view of a region that marks what changed.
+//!
+//! Each interval the region is opened, copied and closed again, so watching
+//! never keeps a region alive: when its last real holder closes it, the
+//! next look finds the name gone and the view ends.
+
+use std::io::{self, IsTerminal, Write};
+use std::sync::mpsc::RecvTimeoutError;
+use std::time::{Duration, Instant};
+
+use crossterm::{cursor, queue, terminal};
+use memlink::{Access, ErrorKind, Region};
+
+use crate::data::check_range;
+use crate::units::{self, human_size};
+use crate::{colour_on_stdout, hexdump, signals, CmdResult};
+
+#[derive(clap::Args)]
+pub struct WatchArgs {
+    /// The region's name.
+    name: String,
+    /// Where to start, in bytes (with an optional unit, or hex as 0x100).
+    #[arg(short, long, value_name = "N", default_value = "0", value_parser = units::offset)]
+    offset: u64,
+    /// How many bytes to show [default: as many as fit the terminal, or 256
+    /// when the output is not a terminal].
+    #[arg(short, long, value_name = "N", value_parser = units::length)]
+    len: Option<u64>,
+    /// Time between looks: 100ms, 1s, 0.5 (seconds).
+    #[arg(short = 'n', long, value_name = "D", default_value = "200ms", value_parser = units::interval)]
+    interval: Duration,
+}
+
+/// Lines above the bytes: two of status and a blank one.
+const HEADER_LINES: usize = 3;
+/// How long, at least, a changed byte stays highlighted on a terminal.
+const MIN_HIGHLIGHT: Duration = Duration::from_secs(1);
+/// Bytes shown when the output is not a terminal and no --len is given.
+const PIPE_DEFAULT_LEN: u64 = 256;
+
+fn terminal_rows() -> usize {
+    terminal::size().map_or(24, |(_, rows)| rows as usize)
+}
+
+/// How many dump lines fit the terminal under the header, keeping the last
+/// row free for the cursor.
+fn rows_that_fit() -> usize {
+    terminal_rows().saturating_sub(HEADER_LINES + 1).max(1)
+}
+
+/// One look at the region: `None` when its name has gone.
+fn look(name: &str, offset: u64, len: Option<u64>) -> CmdResult<Option<(u64, Vec<u8>)>> {
+    let region = match Region::open(name, Access::ReadOnly) {
+        Ok(region) => region,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let size = region.size();
+    // A region made again under the same name may be smaller.
+    let len = len.map(|l| l.min(size.saturating_sub(offset)).max(1));
+    let end = check_range("watch", name, size, offset, len)?;
+    let bytes = region.map(offset..end)?.to_vec();
+    Ok(Some((size, bytes)))
+}
+
+struct Frame<'a> {
+    name: &'a str,
+    size: u64,
+    offset: u64,
+    bytes: &'a [u8],
+    changed: &'a [bool],
+    interval: Duration,
+    number: u64,
+    /// When bytes last changed, and how many.
+    last_change: Option<(Instant, usize)>,
+    colour: bool,
+    /// At most this many dump lines (the terminal's height).
+    max_lines: usize,
+}
+
+impl Frame<'_> {
+    fn lines(&self) -> Vec<String> {
+        let total_lines = self.bytes.len().div_ceil(hexdump::WIDTH);
+        let shown_lines = total_lines.min(self.max_lines);
+        let shown_bytes = (shown_lines * hexdump::WIDTH).min(self.bytes.len());
+        let end = self.offset + self.bytes.len() as u64;
+        let mut header = format!(
+            "memlink watch: region \"{}\" ({}), bytes {:#x}..{:#x}, every {}",
+            self.name,
+            human_size(self.size),
+            self.offset,
+            end,
+            humantime::format_duration(self.interval),
+        );
+        if shown_bytes < self.bytes.len() {
+            header.push_str(&format!(
+                " (showing {shown_bytes} of {} bytes: the terminal is too small)",
+                self.bytes.len()
+            ));
+        }
+        let change = match self.last_change {
+            None => "no change yet".to_owned(),
+            Some((at, count)) => format!(
+                "last change: {} {} ago",
+                if count == 1 {
+                    "1 byte".to_owned()
+                } else {
+                    format!("{count} bytes")
+                },
+                seconds(at.elapsed())
+            ),
+        };
+        let marker = if self.colour { "" } else { " (marked *)" };
+        let mut lines = vec![
+            header,
+            format!("frame {}, {change}{marker}; Ctrl-C quits", self.number),
+            String::new(),
+        ];
+        let digits = hexdump::offset_digits(end);
+        for i in 0..shown_lines {
+            let from = i * hexdump::WIDTH;
+            let to = (from + hexdump::WIDTH).min(self.bytes.len());
+            lines.push(hexdump::watch_line(
+                &self.bytes[from..to],
+                &self.changed[from..to],
+                self.offset + from as u64,
+                digits,
+                self.colour,
+            ));
+        }
+        lines
+    }
+}
+
+fn seconds(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// Where frames go: redrawn in place on a terminal, appended (only when
+/// something changed) elsewhere.
+struct Screen {
+    out: io::Stdout,
+    tty: bool,
+    drawn: bool,
+}
+
+impl Screen {
+    fn draw(&mut self, lines: &[String], changed: bool) -> io::Result<()> {
+        let mut out = self.out.lock();
+        if self.tty {
+            if !self.drawn {
+                queue!(out, cursor::Hide, terminal::Clear(terminal::ClearType::All))?;
+            }
+            queue!(out, cursor::MoveTo(0, 0))?;
+            for line in lines {
+                write!(out, "{line}")?;
+                queue!(out, terminal::Clear(terminal::ClearType::UntilNewLine))?;
+                writeln!(out)?;
+            }
+            queue!(out, terminal::Clear(terminal::ClearType::FromCursorDown))?;
+        } else if !self.drawn || changed {
+            for line in lines {
+                writeln!(out, "{line}")?;
+            }
+            writeln!(out)?;
+        }
+        self.drawn = true;
+        out.flush()
+    }
+
+    fn restore(&mut self) -> io::Result<()> {
+        if self.tty && self.drawn {
+            let mut out = self.out.lock();
+            queue!(out, cursor::Show)?;
+            out.flush()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Screen {
+    fn drop(&mut self) {
+        let _ = self.restore();
+    }
+}
+
+enum End {
+    Interrupted,
+    Gone,
+}
+
+pub fn run(args: WatchArgs) -> CmdResult {
+    let stop = signals::termination()?;
+    let tty = io::stdout().is_terminal();
+    let colour = colour_on_stdout();
+    let len = match args.len {
+        Some(len) => Some(len),
+        None if tty => Some((rows_that_fit() * hexdump::WIDTH) as u64),
+        None => Some(PIPE_DEFAULT_LEN),
+    };
+    // A missing name or a range past the end is an error at the start;
+    // later looks fit the range to the region as it is then.
+    let region = Region::open(&args.name, Access::ReadOnly)?;
+    check_range("watch", &args.name, region.size(), args.offset, args.len)?;
+    drop(region);
+    let Some((mut size, mut bytes)) = look(&args.name, args.offset, len)? else {
+        eprintln!("memlink: region \"{}\" went away", args.name);
+        return Ok(());
+    };
+    let mut screen = Screen {
+        out: io::stdout(),
+        tty,
+        drawn: false,
+    };
+    let mut previous: Option<Vec<u8>> = None;
+    let mut changed_at: Vec<Option<Instant>> = Vec::new();
+    let mut last_change = None;
+    let mut number = 0;
+    // On a terminal a change stays marked long enough to be seen.
+    let hold = if tty {
+        args.interval.max(MIN_HIGHLIGHT)
+    } else {
+        Duration::ZERO
+    };
+    let end = loop {
+        number += 1;
+        let now = Instant::now();
+        changed_at.resize(bytes.len(), None);
+        let mut count = 0;
+        if let Some(before) = &previous {
+            for (i, byte) in bytes.iter().enumerate() {
+                if before.get(i) != Some(byte) {
+                    changed_at[i] = Some(now);
+                    count += 1;
+                }
+            }
+        }
+        if count > 0 {
+            last_change = Some((now, count));
+        }
+        let changed: Vec<bool> = changed_at
+            .iter()
+            .map(|at| at.is_some_and(|at| at == now || now - at < hold))
+            .collect();
+        let frame = Frame {
+            name: &args.name,
+            size,
+            offset: args.offset,
+            bytes: &bytes,
+            changed: &changed,
+            interval: args.interval,
+            number,
+            last_change,
+            colour,
+            max_lines: if tty { rows_that_fit() } else { usize::MAX },
+        };
+        screen.draw(&frame.lines(), count > 0)?;
+        previous = Some(bytes);
+
+        match stop.recv_timeout(args.interval) {
+            Ok(()) | Err(RecvTimeoutError::Disconnected) => break End::Interrupted,
+            Err(RecvTimeoutError::Timeout) => {}
+        }
+        match look(&args.name, args.offset, len)? {
+            Some((s, b)) => (size, bytes) = (s, b),
+            None => break End::Gone,
+        }
+    };
+    screen.restore()?;
+    drop(screen);
+    match end {
+        End::Interrupted => {
+            if tty {
+                println!();
+            }
+        }
+        End::Gone => eprintln!("memlink: region \"{}\" went away", args.name),
+    }
+    Ok(())
+}
