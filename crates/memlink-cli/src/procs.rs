@@ -93,11 +93,18 @@ pub struct Users {
 }
 
 /// Finds the processes that have any of `paths` open (and, with `maps`,
-/// mapped), keyed by path. Processes this user may not look into (other
-/// users', unless run as root) are not seen; this process is left out.
+/// mapped), keyed by path. Files are matched by device and inode, not by
+/// name: a creator's descriptor and mappings show the nameless file it made
+/// the object from (`/dev/shm/#123 (deleted)`), not the name it published.
+/// Processes this user may not look into (other users', unless run as root)
+/// are not seen; this process is left out.
 pub fn users(paths: &HashSet<String>, maps: bool) -> HashMap<String, Users> {
     let mut found: HashMap<String, Users> = HashMap::new();
-    if paths.is_empty() {
+    let by_id: HashMap<(u64, u64), &String> = paths
+        .iter()
+        .filter_map(|path| Some((file_id(&fs::metadata(path).ok()?)?, path)))
+        .collect();
+    if by_id.is_empty() {
         return found;
     }
     let Ok(entries) = fs::read_dir("/proc") else {
@@ -117,12 +124,10 @@ pub fn users(paths: &HashSet<String>, maps: bool) -> HashMap<String, Users> {
         }
         if let Ok(fds) = fs::read_dir(entry.path().join("fd")) {
             for fd in fds.flatten() {
-                let Ok(target) = fs::read_link(fd.path()) else {
-                    continue;
-                };
-                // A removed name shows as "PATH (deleted)" and is not matched.
-                if let Some(target) = target.to_str().filter(|t| paths.contains(*t)) {
-                    found.entry(target.to_owned()).or_default().open.insert(pid);
+                // stat follows the descriptor to its file, named or not.
+                let id = fs::metadata(fd.path()).ok().and_then(|m| file_id(&m));
+                if let Some(path) = id.and_then(|id| by_id.get(&id)) {
+                    found.entry((*path).clone()).or_default().open.insert(pid);
                 }
             }
         }
@@ -133,21 +138,59 @@ pub fn users(paths: &HashSet<String>, maps: bool) -> HashMap<String, Users> {
             continue;
         };
         for line in text.lines() {
-            // "start-end perms offset dev inode      PATH"
-            let Some(path) = line.find(" /").map(|at| line[at + 1..].trim_end()) else {
-                continue;
-            };
-            if paths.contains(path) {
-                found.entry(path.to_owned()).or_default().mapped.insert(pid);
+            if let Some(path) = map_line_id(line).and_then(|id| by_id.get(&id)) {
+                found.entry((*path).clone()).or_default().mapped.insert(pid);
             }
         }
     }
     found
 }
 
+/// The (device, inode) of a file, where the platform has them.
+fn file_id(meta: &fs::Metadata) -> Option<(u64, u64)> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::MetadataExt;
+        Some((meta.dev(), meta.ino()))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = meta;
+        None
+    }
+}
+
+/// The (device, inode) of the file a `/proc/PID/maps` line maps:
+/// "start-end perms offset MAJ:MIN inode path", numbers of the device in
+/// hex, encoded as Linux's `makedev` does.
+fn map_line_id(line: &str) -> Option<(u64, u64)> {
+    let mut fields = line.split_whitespace().skip(3);
+    let (major, minor) = fields.next()?.split_once(':')?;
+    let inode: u64 = fields.next()?.parse().ok()?;
+    if inode == 0 {
+        return None;
+    }
+    let major = u64::from_str_radix(major, 16).ok()?;
+    let minor = u64::from_str_radix(minor, 16).ok()?;
+    let dev = ((major & 0xffff_f000) << 32)
+        | ((major & 0xfff) << 8)
+        | ((minor & 0xffff_ff00) << 12)
+        | (minor & 0xff);
+    Some((dev, inode))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_map_lines() {
+        let line = "7f00-7f01 rw-s 00000000 00:1a 4242    /dev/shm/#77 (deleted)";
+        assert_eq!(map_line_id(line), Some((0x1a, 4242)));
+        assert_eq!(map_line_id("7f00-7f01 r-xp 00000000 00:00 0 "), None);
+        let big = "0-1 r--s 0 103:05 9 /x";
+        assert_eq!(map_line_id(big), Some(((0x103 << 8) | 5, 9)));
+    }
 
     #[test]
     fn program_names() {

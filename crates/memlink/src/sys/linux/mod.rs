@@ -395,8 +395,9 @@ fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
     }
 }
 
-/// The holders of every flock in the system, keyed by (device, inode),
-/// from `/proc/locks`.
+/// The holders of every shared flock in the system (every live handle has
+/// one), keyed by (device, inode), from `/proc/locks`. Exclusive locks are
+/// brief probes, not handles, and are left out.
 fn flock_holders() -> Vec<((u64, u64), u32)> {
     let Ok(text) = std::fs::read_to_string("/proc/locks") else {
         return Vec::new();
@@ -410,8 +411,10 @@ fn flock_holders() -> Vec<((u64, u64), u32)> {
             if fields.next()? != "FLOCK" {
                 return None;
             }
-            fields.next()?;
-            fields.next()?;
+            fields.next()?; // ADVISORY
+            if fields.next()? != "READ" {
+                return None;
+            }
             let pid: u32 = fields.next()?.parse().ok()?;
             let mut dev_ino = fields.next()?.rsplitn(2, ':');
             let ino: u64 = dev_ino.next()?.parse().ok()?;
@@ -484,6 +487,15 @@ fn describe(
                 },
                 Some(fd),
             )));
+        }
+        Err(Errno::WOULDBLOCK)
+            if info.lifetime == Lifetime::LastHandle
+                && info.kind.is_some()
+                && !flock_holders().iter().any(|(k, _)| *k == key) =>
+        {
+            // Only an exclusive lock is there: another process probing a
+            // stale object (or closing the last handle). No handle holds it.
+            State::Stale
         }
         Ok(()) | Err(Errno::WOULDBLOCK) => State::Alive,
         Err(_) => State::Unknown,
