@@ -152,7 +152,9 @@ use crate::name::Name;
 use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
 
 pub(crate) use super::unix::Mapping;
-use super::unix::{map_view, os_err, Mark, RACE_RETRIES};
+use super::unix::{map_view, os_err, reserve_error, Mark, RACE_RETRIES};
+
+const SHORTAGE: &str = "more shared memory than the system can give";
 
 /// The longest name `shm_open` accepts, counting the leading `/`.
 #[cfg(target_vendor = "apple")]
@@ -655,7 +657,7 @@ fn finish_object(
     fs::fchmod(shm, mode).map_err(|e| err(e.into()))?;
     #[cfg(target_vendor = "apple")]
     let _ = mode;
-    fs::ftruncate(shm, spec.size).map_err(|e| reserve_error(name, kind, spec.size, e))?;
+    fs::ftruncate(shm, spec.size).map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
     reserve(shm, name, kind, spec)?;
     if spec.lifetime == Lifetime::Persistent {
         // A crash during this rewrite leaves no valid mark: the (complete)
@@ -679,7 +681,9 @@ fn reserve(shm: &OwnedFd, name: &Name, kind: ObjectKind, spec: &CreateSpec) -> R
         return Ok(());
     }
     match fs::fallocate(shm, fs::FallocateFlags::empty(), 0, spec.size) {
-        Err(e @ (Errno::NOSPC | Errno::NOMEM)) => Err(reserve_error(name, kind, spec.size, e)),
+        Err(e @ (Errno::NOSPC | Errno::NOMEM)) => {
+            Err(reserve_error(name, kind, spec.size, e, SHORTAGE))
+        }
         Ok(()) | Err(_) => Ok(()),
     }
 }
@@ -690,24 +694,6 @@ fn reserve(shm: &OwnedFd, name: &Name, kind: ObjectKind, spec: &CreateSpec) -> R
 fn reserve(_shm: &OwnedFd, _name: &Name, _kind: ObjectKind, spec: &CreateSpec) -> Result<()> {
     let _ = spec.reserve;
     Ok(())
-}
-
-fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
-    let op = Operation::Create;
-    match e {
-        Errno::NOSPC | Errno::NOMEM => Error::new(op, kind, name.given(), ErrorKind::OutOfMemory)
-            .with_detail(format!(
-                "{size} bytes asked, more shared memory than the system can give ({})",
-                io::Error::from(e)
-            )),
-        Errno::FBIG | Errno::INVAL => {
-            Error::new(op, kind, name.given(), ErrorKind::InvalidArgument).with_detail(format!(
-                "a size of {size} bytes is too large ({})",
-                io::Error::from(e)
-            ))
-        }
-        e => Error::os(op, kind, name.given(), e.into()),
-    }
 }
 
 /// Opens a name that has no sidecar: an object made by another program with

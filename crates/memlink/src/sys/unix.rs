@@ -51,6 +51,29 @@ pub(super) fn os_err(
     Error::os(operation, kind, name.given(), e.into())
 }
 
+/// The error for a failed `fallocate`/`ftruncate` of `size` bytes;
+/// `shortage` says what there is too little of.
+pub(super) fn reserve_error(
+    name: &Name,
+    kind: ObjectKind,
+    size: u64,
+    e: rustix::io::Errno,
+    shortage: &str,
+) -> Error {
+    use rustix::io::Errno;
+    let op = Operation::Create;
+    let os = io::Error::from(e);
+    match e {
+        Errno::NOSPC | Errno::NOMEM => Error::new(op, kind, name.given(), ErrorKind::OutOfMemory)
+            .with_detail(format!("{size} bytes asked, {shortage} ({os})")),
+        Errno::FBIG | Errno::INVAL => {
+            Error::new(op, kind, name.given(), ErrorKind::InvalidArgument)
+                .with_detail(format!("a size of {size} bytes is too large ({os})"))
+        }
+        _ => Error::os(op, kind, name.given(), os),
+    }
+}
+
 /// Maps `len` bytes of `fd` from `offset` (any offset: the OS mapping starts
 /// at the page boundary below it).
 pub(super) fn map_fd(

@@ -70,13 +70,14 @@ use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 pub(crate) use super::unix::Mapping;
-use super::unix::{map_fd, map_view, os_err, Mark, RACE_RETRIES};
+use super::unix::{map_fd, map_view, os_err, reserve_error, Mark, RACE_RETRIES};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
 
 const SHM_DIR: &str = "/dev/shm";
 const MARK_ATTR: &str = "user.memlink";
+const SHORTAGE: &str = "more than /dev/shm has free";
 
 fn shm_dir() -> io::Result<BorrowedFd<'static>> {
     static DIR: OnceLock<OwnedFd> = OnceLock::new();
@@ -179,9 +180,10 @@ impl Handle {
         mark.write(fd.as_fd(), mode).map_err(err)?;
         if spec.reserve {
             fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size)
-                .map_err(|e| reserve_error(name, kind, spec.size, e))?;
+                .map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
         } else {
-            fs::ftruncate(&fd, spec.size).map_err(|e| reserve_error(name, kind, spec.size, e))?;
+            fs::ftruncate(&fd, spec.size)
+                .map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
         }
         // Cannot block: nobody else can reach a nameless file.
         fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
@@ -374,24 +376,6 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<bool> {
         }
         Err(Errno::WOULDBLOCK) => Ok(false),
         Err(e) => Err(e.into()),
-    }
-}
-
-fn reserve_error(name: &Name, kind: ObjectKind, size: u64, e: Errno) -> Error {
-    let op = Operation::Create;
-    match e {
-        Errno::NOSPC | Errno::NOMEM => Error::new(op, kind, name.given(), ErrorKind::OutOfMemory)
-            .with_detail(format!(
-                "{size} bytes asked, more than {SHM_DIR} has free ({})",
-                io::Error::from(e)
-            )),
-        Errno::FBIG | Errno::INVAL => {
-            Error::new(op, kind, name.given(), ErrorKind::InvalidArgument).with_detail(format!(
-                "a size of {size} bytes is too large ({})",
-                io::Error::from(e)
-            ))
-        }
-        e => Error::os(op, kind, name.given(), e.into()),
     }
 }
 

@@ -68,7 +68,7 @@ const DIRECTORY_QUERY: u32 = 1;
 /// needs `SECTION_QUERY`, Wine also `SECTION_MAP_READ`.
 const QUERY_ACCESS: u32 = SECTION_QUERY | FILE_MAP_READ;
 /// Any bit for group or others opens a new object to every user.
-pub(super) const EVERYONE_SDDL: &str = "D:(A;;GA;;;WD)";
+const EVERYONE_SDDL: &str = "D:(A;;GA;;;WD)";
 
 /// What `NtQuerySection` returns for `SectionBasicInformation`.
 #[repr(C)]
@@ -223,11 +223,63 @@ fn view_size(section: &OwnedHandle, access: u32) -> io::Result<u64> {
     Ok(info.RegionSize as u64)
 }
 
+/// What a new object of any kind is created with: the security attributes
+/// for `spec.mode` (null for the default DACL), after checking that the
+/// lifetime asked for can be had.
+pub(super) struct CreationSecurity {
+    attributes: Option<SECURITY_ATTRIBUTES>,
+    // Owns the descriptor `attributes` points to (a LocalAlloc'd block,
+    // which does not move with this value).
+    _descriptor: Option<SecurityDescriptor>,
+}
+
+impl CreationSecurity {
+    pub(super) fn new(
+        name: &Name,
+        kind: ObjectKind,
+        spec: &CreateSpec,
+    ) -> Result<CreationSecurity> {
+        let op = Operation::Create;
+        if spec.lifetime == Lifetime::Persistent {
+            return Err(
+                Error::new(op, kind, name.given(), ErrorKind::Unsupported).with_detail(
+                    "Windows objects live only while a handle to them is open; \
+                     Lifetime::Persistent cannot be had",
+                ),
+            );
+        }
+        let descriptor = if spec.mode & 0o077 != 0 {
+            Some(
+                SecurityDescriptor::from_sddl(EVERYONE_SDDL)
+                    .map_err(|c| os_error(op, kind, name, c))?,
+            )
+        } else {
+            None // the default DACL: the creating user (and the system)
+        };
+        let attributes = descriptor.as_ref().map(|sd| SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: sd.0,
+            bInheritHandle: FALSE,
+        });
+        Ok(CreationSecurity {
+            attributes,
+            _descriptor: descriptor,
+        })
+    }
+
+    /// The attributes to pass to a `Create*W` call, valid while `self` is.
+    pub(super) fn as_ptr(&self) -> *const SECURITY_ATTRIBUTES {
+        self.attributes
+            .as_ref()
+            .map_or(ptr::null(), |a| a as *const _)
+    }
+}
+
 /// A security descriptor made from SDDL, freed with `LocalFree`.
-pub(super) struct SecurityDescriptor(pub(super) PSECURITY_DESCRIPTOR);
+struct SecurityDescriptor(PSECURITY_DESCRIPTOR);
 
 impl SecurityDescriptor {
-    pub(super) fn from_sddl(sddl: &str) -> std::result::Result<SecurityDescriptor, u32> {
+    fn from_sddl(sddl: &str) -> std::result::Result<SecurityDescriptor, u32> {
         let sddl = wide(sddl);
         let mut sd: PSECURITY_DESCRIPTOR = ptr::null_mut();
         // SAFETY: `sddl` is NUL-terminated; `sd` receives a LocalAlloc'd
@@ -267,28 +319,8 @@ pub(crate) struct Handle {
 impl Handle {
     pub(crate) fn create(name: &Name, kind: ObjectKind, spec: &CreateSpec) -> Result<Handle> {
         let op = Operation::Create;
-        if spec.lifetime == Lifetime::Persistent {
-            return Err(
-                Error::new(op, kind, name.given(), ErrorKind::Unsupported).with_detail(
-                    "Windows objects live only while a handle to them is open; \
-                     Lifetime::Persistent cannot be had",
-                ),
-            );
-        }
-        let descriptor = if spec.mode & 0o077 != 0 {
-            Some(
-                SecurityDescriptor::from_sddl(EVERYONE_SDDL)
-                    .map_err(|c| os_error(op, kind, name, c))?,
-            )
-        } else {
-            None // the default DACL: the creating user (and the system)
-        };
-        let attributes = descriptor.as_ref().map(|sd| SECURITY_ATTRIBUTES {
-            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
-            lpSecurityDescriptor: sd.0,
-            bInheritHandle: FALSE,
-        });
-        let attributes_ptr = attributes.as_ref().map_or(ptr::null(), |a| a as *const _);
+        let security = CreationSecurity::new(name, kind, spec)?;
+        let attributes_ptr = security.as_ptr();
         let wide_name = wide(&name.windows_name());
         // SEC_COMMIT charges the whole size against the commit limit now, so
         // a shortage is an error here, never a fault later. `spec.reserve`

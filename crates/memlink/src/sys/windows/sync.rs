@@ -38,10 +38,10 @@ use windows_sys::Win32::System::Threading::{
     INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE, SYNCHRONIZATION_SYNCHRONIZE,
 };
 
-use super::{last_error, os_error, wide, SecurityDescriptor, EVERYONE_SDDL};
+use super::{last_error, os_error, wide, CreationSecurity};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{CreateSpec, Lifetime};
+use crate::object::CreateSpec;
 use crate::sync::{EventReset, Wait};
 
 /// Any bit for group or others opens a new object to every user.
@@ -89,28 +89,8 @@ fn create_object(
     create: impl FnOnce(*const SECURITY_ATTRIBUTES, PCWSTR) -> HANDLE,
 ) -> Result<OwnedHandle> {
     let op = Operation::Create;
-    if spec.lifetime == Lifetime::Persistent {
-        return Err(
-            Error::new(op, kind, name.given(), ErrorKind::Unsupported).with_detail(
-                "Windows objects live only while a handle to them is open; \
-                 Lifetime::Persistent cannot be had",
-            ),
-        );
-    }
-    let descriptor = if spec.mode & 0o077 != 0 {
-        Some(
-            SecurityDescriptor::from_sddl(EVERYONE_SDDL)
-                .map_err(|c| os_error(op, kind, name, c))?,
-        )
-    } else {
-        None // the default DACL: the creating user (and the system)
-    };
-    let attributes = descriptor.as_ref().map(|sd| SECURITY_ATTRIBUTES {
-        nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
-        lpSecurityDescriptor: sd.0,
-        bInheritHandle: FALSE,
-    });
-    let attributes_ptr = attributes.as_ref().map_or(ptr::null(), |a| a as *const _);
+    let security = CreationSecurity::new(name, kind, spec)?;
+    let attributes_ptr = security.as_ptr();
     let wide_name = wide(&name.windows_name());
     // SAFETY: clears the calling thread's last-error value, so that
     // ERROR_ALREADY_EXISTS below can only come from `create`.
@@ -478,7 +458,7 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    use crate::{Event, Mutex, Semaphore, SyncOptions};
+    use crate::{Event, Lifetime, Mutex, Semaphore, SyncOptions};
 
     fn unique(tag: &str) -> String {
         format!("memlink-winsync-{tag}-{}", std::process::id())
