@@ -64,6 +64,9 @@ struct ObjectJson {
     size: u64,
     lifetime: &'static str,
     state: &'static str,
+    /// A sync object's state in words: `unlocked`, `count 2 of 5`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    detail: Option<String>,
     /// Octal permission bits, `"0600"`; `null` where the platform has none.
     mode: Option<String>,
     /// Where the object is in the file system (Linux: `/dev/shm/NAME`).
@@ -92,6 +95,7 @@ impl Described {
             size: info.size,
             lifetime: info.lifetime.as_str(),
             state: info.state.as_str(),
+            detail: info.detail.clone(),
             mode: info.mode.map(|m| format!("{m:04o}")),
             path: self.path.clone(),
             holders: HOLDERS_KNOWN.then(|| self.holders.clone()),
@@ -172,8 +176,17 @@ enum Hidden {
     Unreadable,
 }
 
-fn state_cell(state: State) -> Cell {
-    let cell = Cell::new(state.as_str());
+/// The state, with a sync object's own state after it: `alive (count 2 of 5)`.
+fn state_text(info: &ObjectInfo) -> String {
+    match &info.detail {
+        Some(detail) => format!("{} ({detail})", info.state.as_str()),
+        None => info.state.as_str().to_owned(),
+    }
+}
+
+fn state_cell(info: &ObjectInfo) -> Cell {
+    let state = info.state;
+    let cell = Cell::new(state_text(info));
     match state {
         State::Alive => cell.fg(Color::Green),
         State::Stale => cell.fg(Color::Yellow).add_attribute(Attribute::Bold),
@@ -262,7 +275,7 @@ pub fn ls(args: LsArgs) -> CmdResult {
                 Cell::new(origin(info)),
                 Cell::new(human_size(info.size)),
                 Cell::new(info.lifetime.as_str()),
-                state_cell(info.state),
+                state_cell(info),
                 Cell::new(holders),
             ]);
         }
@@ -317,7 +330,7 @@ pub fn info(args: InfoArgs) -> CmdResult {
         (Lifetime::Persistent, false) => "persistent: foreign objects stay until removed",
     };
     let state = match info.state {
-        State::Alive => "alive".to_owned(),
+        State::Alive => state_text(info),
         State::Stale => {
             "stale: every process that held it has died; `memlink reap` removes it".to_owned()
         }

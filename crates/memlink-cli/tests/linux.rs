@@ -550,19 +550,32 @@ fn watch_prints_frames_on_changes_when_piped() {
 }
 
 #[test]
-fn other_memlink_objects_are_listed_with_their_kind() {
+fn other_memlink_objects_are_listed_with_their_kind_and_state() {
     let name = unique("mutex");
     let mutex = memlink::Mutex::create(&name).unwrap();
     let entry = listed(&name).expect("ls shows the mutex");
     assert_eq!(entry["kind"], "mutex", "{entry}");
     assert_eq!(entry["origin"], "memlink");
     assert_eq!(entry["state"], "alive");
+    assert_eq!(entry["detail"], "unlocked");
     assert_eq!(pids(&entry["holders"]), [u64::from(std::process::id())]);
     let info = run(&["info", &name]);
+    let text = info.ok();
+    assert!(text.contains("mutex, made by memlink"), "{text}");
+    assert!(text.contains("alive (unlocked)"), "{text}");
+
+    let sem_name = unique("sem");
+    let _sem = memlink::Semaphore::create(&sem_name, 2, 5).unwrap();
+    assert_eq!(listed(&sem_name).unwrap()["detail"], "count 2 of 5");
+    let table = run(&["ls"]);
+    let row = table
+        .ok()
+        .lines()
+        .find(|l| l.starts_with(&sem_name))
+        .unwrap_or_else(|| panic!("no row for the semaphore in {}", table.stdout));
     assert!(
-        info.ok().contains("mutex, made by memlink"),
-        "{}",
-        info.stdout
+        row.contains("semaphore") && row.contains("alive (count 2 of 5)"),
+        "{row}"
     );
     // It is not a region: read says so.
     let stderr = run(&["read", &name]).fails(1).to_owned();
