@@ -4,6 +4,7 @@
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytemuck::Pod;
@@ -33,6 +34,10 @@ use crate::sync::{Mutex, MutexGuard};
 /// ```
 pub struct Shared<T: Pod> {
     mutex: Mutex,
+    /// The thread holding the lock through this handle (`thread_token`),
+    /// or 0. Windows mutexes are reentrant, and a second guard on the same
+    /// thread would be a second `&mut T`; this refuses it everywhere.
+    holder: AtomicUsize,
     view: ViewMut,
     _region: Region,
     _type: PhantomData<T>,
@@ -41,7 +46,15 @@ pub struct Shared<T: Pod> {
 /// Access to a [`Shared`] value while its mutex is held.
 pub struct SharedGuard<'a, T: Pod> {
     guard: MutexGuard<'a>,
+    holder: &'a AtomicUsize,
     value: *mut T,
+}
+
+/// A number that tells the calling thread from every other live thread:
+/// the address of one of its thread-locals.
+fn thread_token() -> usize {
+    thread_local!(static TOKEN: u8 = const { 0 });
+    TOKEN.with(|t| t as *const u8 as usize)
 }
 
 impl<T: Pod> Shared<T> {
@@ -88,30 +101,53 @@ impl<T: Pod> Shared<T> {
         }
         Ok(Shared {
             mutex,
+            holder: AtomicUsize::new(0),
             view,
             _region: region,
             _type: PhantomData,
         })
     }
 
-    /// Locks the value, waiting as long as it takes.
+    /// Locks the value, waiting as long as it takes. Locking it again on
+    /// the thread that holds it is an [`ErrorKind::WouldDeadlock`] error.
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
+        self.refuse_nested()?;
         Ok(self.guard(self.mutex.lock()?))
     }
 
     /// Locks the value, waiting at most `timeout`.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<SharedGuard<'_, T>> {
+        self.refuse_nested()?;
         Ok(self.guard(self.mutex.lock_timeout(timeout)?))
     }
 
     /// Locks the value if nobody holds it.
     pub fn try_lock(&self) -> Result<Option<SharedGuard<'_, T>>> {
+        self.refuse_nested()?;
         Ok(self.mutex.try_lock()?.map(|guard| self.guard(guard)))
     }
 
+    fn refuse_nested(&self) -> Result<()> {
+        // Relaxed: only this thread ever stores its own token, so seeing
+        // it means this thread holds the lock; any other value means not.
+        if self.holder.load(Ordering::Relaxed) == thread_token() {
+            return Err(Error::new(
+                Operation::Lock,
+                ObjectKind::Mutex,
+                self.mutex.name(),
+                ErrorKind::WouldDeadlock,
+            ));
+        }
+        Ok(())
+    }
+
     fn guard<'a>(&'a self, guard: MutexGuard<'a>) -> SharedGuard<'a, T> {
+        // Relaxed: read back only by this thread (see `refuse_nested`); the
+        // mutex orders the value's bytes.
+        self.holder.store(thread_token(), Ordering::Relaxed);
         SharedGuard {
             guard,
+            holder: &self.holder,
             value: self.view.as_ptr().cast::<T>().cast_mut(),
         }
     }
@@ -119,6 +155,13 @@ impl<T: Pod> Shared<T> {
 
 fn lock_name(name: &str) -> String {
     format!("{name}.lock")
+}
+
+impl<T: Pod> Drop for SharedGuard<'_, T> {
+    fn drop(&mut self) {
+        // Before the mutex is unlocked (the `guard` field drops after this).
+        self.holder.store(0, Ordering::Relaxed);
+    }
 }
 
 impl<T: Pod> SharedGuard<'_, T> {

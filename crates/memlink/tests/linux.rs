@@ -349,3 +349,72 @@ fn open_as_other_user() {
     drop(region);
     println!("permission denied as expected");
 }
+
+#[test]
+fn a_fifo_under_the_name_is_refused_not_waited_on() {
+    let name = unique_name("fifo");
+    let path = CString::new(format!("/dev/shm/{name}")).unwrap();
+    // SAFETY: a valid path for the call.
+    assert_eq!(unsafe { libc::mkfifo(path.as_ptr(), 0o600) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let opener = name.clone();
+    std::thread::spawn(move || {
+        let _ = tx.send(Region::open(&opener, Access::ReadOnly).map(|_| ()));
+    });
+    let result = rx.recv_timeout(support::DEADLINE);
+    std::fs::remove_file(format!("/dev/shm/{name}")).unwrap();
+    let err = result.expect("open returned").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WrongKind, "{err}");
+}
+
+/// An object whose holders all died, as a `kill -9` leaves it: marked as
+/// memlink's, last-handle, and held by nobody.
+fn stale_object(name: &str) {
+    posix_create(name, b"dead");
+    let c_path = CString::new(format!("/dev/shm/{name}")).unwrap();
+    let mark = b"region;last-handle";
+    // SAFETY: a path and a value that outlive the call.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"user.memlink".as_ptr(),
+            mark.as_ptr().cast(),
+            mark.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn listing_never_brings_a_stale_object_back_to_life() {
+    // An opener racing inspect() on a stale object must say NotFound, never
+    // hand out the dead object.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let current = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+    let (flag, looked_at) = (stop.clone(), current.clone());
+    let inspector = std::thread::spawn(move || {
+        while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+            let name = looked_at.lock().unwrap().clone();
+            if !name.is_empty() {
+                let _ = memlink::inspect(&name);
+            }
+        }
+    });
+    let mut revived = 0;
+    for i in 0..2000 {
+        let name = unique_name(&format!("revive-{i}"));
+        stale_object(&name);
+        *current.lock().unwrap() = name.clone();
+        match Region::open(&name, Access::ReadOnly) {
+            Err(e) => assert_eq!(e.kind(), ErrorKind::NotFound, "{e}"),
+            Ok(_) => {
+                revived += 1;
+                memlink::remove(&name).unwrap();
+            }
+        }
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    inspector.join().unwrap();
+    assert_eq!(revived, 0, "stale objects opened as if alive");
+}

@@ -89,6 +89,19 @@ fn child_entry() {
             say("half-done");
             hear();
         }
+        ["forget_guard_then_drop", name] => {
+            let mutex = Mutex::create(name).unwrap();
+            std::mem::forget(mutex.lock().unwrap());
+            drop(mutex);
+            // Whatever is mapped next may land where the mutex page was;
+            // locking another robust mutex must not write into it.
+            let region = Region::create(&format!("{name}-r"), 4096).unwrap();
+            let mut view = region.map_mut(..).unwrap();
+            view.fill(0);
+            let other = Mutex::create(&format!("{name}-2")).unwrap();
+            drop(other.lock().unwrap());
+            say(format!("zeros:{}", view.iter().all(|&b| b == 0)));
+        }
         _ => panic!("unknown role {args:?}"),
     }
 }
@@ -434,4 +447,92 @@ fn shared_plain_data_stays_consistent_across_processes_and_crashes() {
         err.to_string().contains("a [u64; 1024] needs 8192"),
         "{err}"
     );
+}
+
+#[test]
+fn a_forgotten_guard_never_lets_a_dropped_mutex_corrupt_memory() {
+    let child = Child::spawn("forget_guard_then_drop", &[&unique_name("forget")]);
+    child.expect("zeros:true");
+    child.finish();
+}
+
+#[test]
+fn shared_refuses_a_second_guard_on_the_same_thread() {
+    let (shared, _) = Shared::<u64>::create_or_open(&unique_name("nested")).unwrap();
+    let guard = shared.lock().unwrap();
+    let err = shared.lock().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::WouldDeadlock, "{err}");
+    assert!(shared.try_lock().is_err());
+    drop(guard);
+    assert!(shared.try_lock().unwrap().is_some());
+}
+
+/// Waits until `inspect` says `count` processes wait on the object.
+#[cfg(target_os = "linux")]
+fn wait_for_waiters(name: &str, count: u32) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    let needle = format!("{count} waiting");
+    loop {
+        let detail = memlink::inspect(name).unwrap().detail.unwrap_or_default();
+        if detail.ends_with(&needle) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {needle}: {detail}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn two_sets_of_an_auto_reset_event_release_two_waiters() {
+    let name = unique_name("auto-two");
+    let event = Event::create(&name, EventReset::Auto, false).unwrap();
+    let children: Vec<Child> = (0..2)
+        .map(|_| Child::spawn("event_wait", &[&name]))
+        .collect();
+    for child in &children {
+        child.expect("waiting");
+    }
+    wait_for_waiters(&name, 2);
+    event.set().unwrap();
+    event.set().unwrap(); // as on Windows: the second set meets the second waiter
+    for child in children {
+        child.expect("woke");
+        child.finish();
+    }
+    assert!(!event.try_wait().unwrap());
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_waiter_killed_after_its_wake_up_does_not_take_the_unit_along() {
+    for round in 0..5 {
+        let name = unique_name(&format!("killed-waiter-{round}"));
+        let sem = Semaphore::create(&name, 0, 1).unwrap();
+        let first = Child::spawn("sem_take", &[&name]);
+        first.expect("waiting");
+        let second = Child::spawn("sem_take", &[&name]);
+        second.expect("waiting");
+        wait_for_waiters(&name, 2);
+        sem.release(1).unwrap();
+        first.kill();
+        // Either the killed one took the unit before dying, or the other
+        // one gets it: the unit is never stranded with a waiter asleep.
+        let deadline = std::time::Instant::now() + DEADLINE;
+        loop {
+            let detail = memlink::inspect(&name).unwrap().detail.unwrap();
+            if detail.starts_with("count 0 of 1") {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unit stranded: {detail}"
+            );
+            std::thread::yield_now();
+        }
+        drop(second);
+    }
 }

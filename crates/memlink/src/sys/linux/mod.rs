@@ -48,10 +48,25 @@
 //! file just before the closer removed the name) finds a link count of 0
 //! and starts again, so it never holds an object that no name refers to.
 //!
-//! A short exclusive probe (by `open`, `list` or a creator's stale check)
-//! can make a concurrent closer believe another handle exists, leaving a
-//! stale name behind; the next `create`, `open` or `reap` of that name
-//! removes it, so the Windows rules still hold for every caller.
+//! **The rule that keeps all this sound**: whoever wins the exclusive lock
+//! on a last-handle object removes its name before letting go (closer,
+//! opener, creator, reaper alike). A prober that let go of a stale object
+//! without removing it could hand an opener that was waiting for the lock
+//! a dead object as if it were alive. So `list` and `inspect` read
+//! liveness from `/proc/locks` (every handle's shared lock is there) and do
+//! not probe; only `reap` probes, and removes. A creator that finds the
+//! lock briefly held by such a process waits it out with a shared lock and
+//! looks again, rather than reporting the name as taken.
+//!
+//! Known limits: `/proc/locks` shows only the locks of processes in the
+//! caller's pid namespace, so a holder in another container sharing
+//! `/dev/shm` makes `list` call a live object stale (reaping still checks
+//! with the lock, and leaves it). Between a closer's check that the name
+//! still refers to its inode and its `unlinkat`, a third process that
+//! removes the name by force and creates a new object under it can lose
+//! that new object; Linux has no conditional unlink. On kernels without
+//! `user.*` xattrs on tmpfs, a foreign object that happens to carry the
+//! sticky bit is taken for a memlink last-handle object.
 //!
 //! A handle must not be shared with a child made by `fork` (the child's
 //! copy of the descriptor shares the lock); handles are close-on-exec.
@@ -205,7 +220,7 @@ impl Handle {
                     return Ok(handle);
                 }
                 Err(Errno::EXIST) => {
-                    if !remove_if_stale(dir, name.base()).map_err(err)? {
+                    if remove_if_stale(dir, name.base()).map_err(err)? == Taken::Held {
                         return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists));
                     }
                 }
@@ -224,7 +239,10 @@ impl Handle {
             Access::ReadOnly => OFlags::RDONLY,
             Access::ReadWrite => OFlags::RDWR,
         } | OFlags::NOFOLLOW
-            | OFlags::CLOEXEC;
+            | OFlags::CLOEXEC
+            // Harmless on a regular file; keeps a FIFO under the name from
+            // blocking the open until it is found not to be an object.
+            | OFlags::NONBLOCK;
         for _ in 0..RACE_RETRIES {
             let fd = match fs::openat(dir, name.base(), flags, Mode::empty()) {
                 Ok(fd) => fd,
@@ -243,21 +261,20 @@ impl Handle {
                     .with_detail("it is not a shared-memory object"));
             }
             let mark = Mark::read(fd.as_fd(), st.st_mode, kind);
-            if let Some(mark) = mark {
-                if mark.kind != kind {
-                    return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
-                        .with_detail(format!("it is a {}", mark.kind)));
-                }
-            }
             let last_handle = mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle);
             match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) if last_handle => {
-                    // Every holder is dead: the object is gone, as on Windows.
+                    // Every holder is dead: the object is gone, as on
+                    // Windows, whatever its kind.
                     unlink_if_same(dir, name.base(), &fd).map_err(err)?;
                     return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound));
                 }
                 Ok(()) | Err(Errno::WOULDBLOCK) => {}
                 Err(e) => return Err(err(e.into())),
+            }
+            if let Some(mark) = mark.filter(|m| m.kind != kind) {
+                return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
+                    .with_detail(format!("it is a {}", mark.kind)));
             }
             // Blocks only while another process briefly holds the exclusive
             // lock to close, probe or reap.
@@ -350,9 +367,20 @@ fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<(
     }
 }
 
+/// What became of a name that was found taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Taken {
+    /// It named a stale memlink object, which this call removed.
+    Removed,
+    /// The name went away meanwhile.
+    Gone,
+    /// A live handle holds it, or it is not a memlink last-handle object.
+    Held,
+}
+
 /// If `base` names a memlink last-handle object with no live handle,
-/// removes it. Returns whether the name is (now) free to try again.
-fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<bool> {
+/// removes it.
+fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<Taken> {
     let fd = match fs::openat(
         dir,
         base,
@@ -360,32 +388,45 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<bool> {
         Mode::empty(),
     ) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(true),
-        Err(Errno::ACCESS) | Err(Errno::LOOP) => return Ok(false),
+        Err(Errno::NOENT) => return Ok(Taken::Gone),
+        Err(Errno::ACCESS) | Err(Errno::LOOP) => return Ok(Taken::Held),
         Err(e) => return Err(e.into()),
     };
     let st = fs::fstat(&fd)?;
     let mark = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region);
-    if !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
-        return Ok(false);
+    if st.st_mode & libc::S_IFMT != libc::S_IFREG
+        || !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle)
+    {
+        return Ok(Taken::Held);
     }
     match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) => {
-            unlink_if_same(dir, base, &fd)?;
-            Ok(true)
+        Ok(()) => {}
+        Err(Errno::WOULDBLOCK) => {
+            // A live handle, or another process's brief exclusive lock on a
+            // stale object (a reaper, an opener, a closer). Wait that out
+            // with a shared lock, then look again: converting to exclusive
+            // succeeds only if no handle is left.
+            fs::flock(&fd, FlockOperation::LockShared)?;
+            if fs::fstat(&fd)?.st_nlink == 0 {
+                return Ok(Taken::Gone);
+            }
+            match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+                Ok(()) => {}
+                Err(Errno::WOULDBLOCK) => return Ok(Taken::Held),
+                Err(e) => return Err(e.into()),
+            }
         }
-        Err(Errno::WOULDBLOCK) => Ok(false),
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
     }
+    unlink_if_same(dir, base, &fd)?;
+    Ok(Taken::Removed)
 }
 
 /// The holders of every shared flock in the system (every live handle has
 /// one), keyed by (device, inode), from `/proc/locks`. Exclusive locks are
 /// brief probes, not handles, and are left out.
-fn flock_holders() -> Vec<((u64, u64), u32)> {
-    let Ok(text) = std::fs::read_to_string("/proc/locks") else {
-        return Vec::new();
-    };
+fn flock_holders() -> Option<Vec<((u64, u64), u32)>> {
+    let text = std::fs::read_to_string("/proc/locks").ok()?;
     // "1: FLOCK  ADVISORY  READ  1234 00:1a:5678 0 EOF"; blocked waiters
     // have a "->" after the number and are not holders.
     text.lines()
@@ -407,14 +448,20 @@ fn flock_holders() -> Vec<((u64, u64), u32)> {
             let minor = u32::from_str_radix(minor, 16).ok()?;
             Some(((libc::makedev(major, minor), ino), pid))
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .into()
 }
 
+/// What is known about the object `base`, without changing anything it
+/// can avoid changing: liveness comes from `/proc/locks` (a handle's shared
+/// lock), not from an exclusive probe, which could make an opener waiting
+/// on it take a stale object for a live one. Only where `/proc/locks`
+/// cannot be read does it probe, and then removes a stale object at once.
 fn describe(
     dir: BorrowedFd<'_>,
     base: &str,
-    holders: &[((u64, u64), u32)],
-) -> io::Result<Option<(ObjectInfo, Option<OwnedFd>)>> {
+    holders: Option<&[((u64, u64), u32)]>,
+) -> io::Result<Option<ObjectInfo>> {
     let st = match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
         Err(Errno::NOENT) => return Ok(None),
@@ -441,17 +488,23 @@ fn describe(
     ) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
-        Err(_) => return Ok(Some((info, None))),
+        Err(_) => return Ok(Some(info)),
     };
     let st = fs::fstat(&fd)?;
     let key = (st.st_dev, st.st_ino);
-    info.holders = holders
-        .iter()
-        .filter(|(k, _)| *k == key)
-        .map(|&(_, pid)| pid)
-        .collect();
-    info.holders.sort_unstable();
-    info.holders.dedup();
+    let holders_of = |all: &[((u64, u64), u32)]| {
+        let mut pids: Vec<u32> = all
+            .iter()
+            .filter(|(k, _)| *k == key)
+            .map(|&(_, pid)| pid)
+            .collect();
+        pids.sort_unstable();
+        pids.dedup();
+        pids
+    };
+    if let Some(all) = holders {
+        info.holders = holders_of(all);
+    }
     if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region) {
         info.kind = Some(mark.kind);
         info.lifetime = mark.lifetime;
@@ -461,35 +514,38 @@ fn describe(
                 .and_then(|page| sync::describe_state(mark.kind, &page));
         }
     }
-    info.state = match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
-        Ok(()) if info.lifetime == Lifetime::LastHandle && info.kind.is_some() => {
-            // Keep the lock: a reaper goes on to remove it under this lock.
-            return Ok(Some((
-                ObjectInfo {
-                    state: State::Stale,
-                    ..info
-                },
-                Some(fd),
-            )));
-        }
-        Err(Errno::WOULDBLOCK)
-            if info.lifetime == Lifetime::LastHandle
-                && info.kind.is_some()
-                && !flock_holders().iter().any(|(k, _)| *k == key) =>
-        {
-            // Only an exclusive lock is there: another process probing a
-            // stale object (or closing the last handle). No handle holds it.
-            State::Stale
-        }
-        Ok(()) | Err(Errno::WOULDBLOCK) => State::Alive,
-        Err(_) => State::Unknown,
+    if info.kind.is_none() || info.lifetime == Lifetime::Persistent {
+        info.state = State::Alive;
+        return Ok(Some(info));
+    }
+    info.state = match holders {
+        Some(_) if !info.holders.is_empty() => State::Alive,
+        // No handle in the snapshot: look again now, since a creator may
+        // have published the object after the snapshot (it takes its lock
+        // before the name appears, so a fresh look sees it).
+        Some(_) => match flock_holders() {
+            Some(now) if holders_of(&now).is_empty() => State::Stale,
+            Some(now) => {
+                info.holders = holders_of(&now);
+                State::Alive
+            }
+            None => State::Unknown,
+        },
+        None => match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {
+                unlink_if_same(dir, base, &fd)?;
+                State::Stale
+            }
+            Err(Errno::WOULDBLOCK) => State::Alive,
+            Err(_) => State::Unknown,
+        },
     };
-    Ok(Some((info, None)))
+    Ok(Some(info))
 }
 
 fn for_each_object(
     operation: Operation,
-    mut visit: impl FnMut(BorrowedFd<'_>, &str, ObjectInfo, Option<OwnedFd>) -> io::Result<()>,
+    mut visit: impl FnMut(BorrowedFd<'_>, &str, ObjectInfo) -> io::Result<()>,
 ) -> Result<()> {
     let err = |e: io::Error| list_error(operation, e);
     let dir = shm_dir().map_err(err)?;
@@ -511,8 +567,8 @@ fn for_each_object(
             continue;
         }
         let base = base.to_owned();
-        if let Some((info, stale_lock)) = describe(dir, &base, &holders).map_err(err)? {
-            visit(dir, &base, info, stale_lock).map_err(err)?;
+        if let Some(info) = describe(dir, &base, holders.as_deref()).map_err(err)? {
+            visit(dir, &base, info).map_err(err)?;
         }
     }
     Ok(())
@@ -520,7 +576,7 @@ fn for_each_object(
 
 pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
     let mut out = Vec::new();
-    for_each_object(Operation::List, |_, _, info, _| {
+    for_each_object(Operation::List, |_, _, info| {
         out.push(info);
         Ok(())
     })?;
@@ -530,8 +586,8 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
 pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
     let err = |e: io::Error| os_err(Operation::Inspect, ObjectKind::Region, name, e);
     let dir = shm_dir().map_err(err)?;
-    match describe(dir, name.base(), &flock_holders()).map_err(err)? {
-        Some((info, _)) => Ok(info),
+    match describe(dir, name.base(), flock_holders().as_deref()).map_err(err)? {
+        Some(info) => Ok(info),
         None => Err(Error::new(
             Operation::Inspect,
             ObjectKind::Region,
@@ -549,9 +605,10 @@ pub(crate) fn remove(name: &Name) -> Result<()> {
 
 pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
     let mut reaped = Vec::new();
-    for_each_object(Operation::Reap, |dir, base, info, stale_lock| {
-        if let Some(fd) = stale_lock {
-            unlink_if_same(dir, base, &fd)?;
+    for_each_object(Operation::Reap, |dir, base, info| {
+        // The exclusive lock in remove_if_stale is the proof; the listing
+        // only says where to look.
+        if info.state == State::Stale && remove_if_stale(dir, base)? == Taken::Removed {
             reaped.push(info);
         }
         Ok(())

@@ -16,6 +16,7 @@
 //! process could leave locked, so they are futex words; their waiters sleep
 //! in the kernel (`FUTEX_WAIT` on the shared page) with a timeout.
 
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -151,6 +152,9 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> boo
     true
 }
 
+/// As many waiters as FUTEX_WAKE can be asked to wake.
+const WAKE_ALL: u32 = i32::MAX as u32;
+
 fn futex_wake(word: &AtomicU32, count: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), count);
 }
@@ -168,7 +172,8 @@ fn past(deadline: Option<Instant>) -> bool {
 
 /// A named robust mutex.
 pub(crate) struct RawMutex {
-    object: Object,
+    /// Dropped by hand in `Drop`, which may have to leak the page.
+    object: ManuallyDrop<Object>,
     name: Name,
     /// This process's id, recorded as the owner when it locks (asked once:
     /// `getpid` is a system call, and handles do not cross `fork`).
@@ -194,7 +199,7 @@ impl RawMutex {
         };
         let object = Object::create(name, ObjectKind::Mutex, spec, &mut init)?;
         Ok(RawMutex {
-            object,
+            object: ManuallyDrop::new(object),
             name: name.clone(),
             pid: own_pid(),
         })
@@ -203,7 +208,7 @@ impl RawMutex {
     pub(crate) fn open(name: &Name) -> Result<RawMutex> {
         let object = Object::open(name, ObjectKind::Mutex)?;
         Ok(RawMutex {
-            object,
+            object: ManuallyDrop::new(object),
             name: name.clone(),
             pid: own_pid(),
         })
@@ -271,6 +276,37 @@ impl RawMutex {
         // SAFETY: the calling thread holds the mutex (MutexGuard is !Send
         // and exists only while locked).
         unsafe { libc::pthread_mutex_unlock(self.raw()) };
+    }
+}
+
+impl Drop for RawMutex {
+    fn drop(&mut self) {
+        // SAFETY: `object` is taken once, here, and not used afterwards.
+        let object = unsafe { ManuallyDrop::take(&mut self.object) };
+        if held_by_this_process(self.raw()) {
+            // A guard was forgotten (mem::forget) and the mutex is still
+            // locked by one of our threads, whose robust list glibc and the
+            // kernel will write through at its next lock or at its exit.
+            // The page must stay mapped: leak the mapping, drop the handle.
+            let Object { _handle, page } = object;
+            std::mem::forget(page);
+        }
+    }
+}
+
+/// Whether a thread of this process holds the robust mutex: its lock word
+/// holds the owner's thread id (glibc's robust mutexes, as the kernel's
+/// robust-futex protocol requires).
+fn held_by_this_process(mutex: *mut libc::pthread_mutex_t) -> bool {
+    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+    // SAFETY: the lock word is the first, 4-byte aligned, field of the
+    // mutex, in a mapping that is still alive; read atomically since other
+    // processes write it.
+    let word = unsafe { &*mutex.cast::<AtomicU32>() };
+    // Relaxed: a snapshot; only our own threads could make it name us.
+    match word.load(Ordering::Relaxed) & FUTEX_TID_MASK {
+        0 => false,
+        tid => std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
     }
 }
 
@@ -429,15 +465,19 @@ impl RawSemaphore {
             }
         }
         if self.object.word(SEM_WAITERS).load(Ordering::SeqCst) > 0 {
-            futex_wake(count, n);
+            // Every sleeper, not `n`: a woken waiter killed before it takes
+            // its unit would otherwise leave the unit unclaimed while the
+            // others sleep on. Those that find the count at zero sleep again.
+            futex_wake(count, WAKE_ALL);
         }
         Ok(current)
     }
 }
 
-// Event state words. The first holds bit 0 "signalled" and, above it, a
-// generation that every set of a manual-reset event advances, so that
+// Event state words. For a manual-reset event the first holds bit 0
+// "signalled" and, above it, a generation that every set advances, so that
 // waiters present at a set are released even if a reset follows at once.
+// For an auto-reset event it counts the releases not yet taken.
 const EVENT_WORD: usize = 0;
 const EVENT_WAITERS: usize = 1;
 const EVENT_MANUAL: usize = 2;
@@ -487,28 +527,41 @@ impl RawEvent {
 
     pub(crate) fn set(&self) -> Result<()> {
         let word = self.object.word(EVENT_WORD);
-        let manual = self.reset_kind() == EventReset::Manual;
+        let waiters = self.object.word(EVENT_WAITERS);
         // SeqCst: the release half publishes what the setter wrote before
         // to the waiter's Acquire; the total order pairs with the waiter
         // registration in `wait` (see RawSemaphore::wait).
-        if manual {
+        if self.reset_kind() == EventReset::Manual {
             let _ = word.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| {
                 Some(((w >> 1).wrapping_add(1) << 1) | SIGNALLED)
             });
         } else {
-            word.store(SIGNALLED, Ordering::SeqCst);
+            // One release per set, but never more than there are waiters
+            // to take them (and at least one): with nobody waiting the
+            // event is simply "set", as on Windows, and two sets meet two
+            // waiters. A waiter killed while registered can leave one
+            // release too many, taken by the next wait.
+            let _ = word.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| {
+                let cap = waiters.load(Ordering::SeqCst).max(1);
+                Some(if w < cap { w + 1 } else { w })
+            });
         }
-        if self.object.word(EVENT_WAITERS).load(Ordering::SeqCst) > 0 {
-            futex_wake(word, if manual { i32::MAX as u32 } else { 1 });
+        if waiters.load(Ordering::SeqCst) > 0 {
+            // Every sleeper: one killed after being woken must not take a
+            // release with it. Those that find nothing sleep again.
+            futex_wake(word, WAKE_ALL);
         }
         Ok(())
     }
 
     pub(crate) fn reset(&self) -> Result<()> {
         // Relaxed is enough: resetting publishes nothing.
-        self.object
-            .word(EVENT_WORD)
-            .fetch_and(!SIGNALLED, Ordering::Relaxed);
+        let word = self.object.word(EVENT_WORD);
+        if self.reset_kind() == EventReset::Manual {
+            word.fetch_and(!SIGNALLED, Ordering::Relaxed);
+        } else {
+            word.store(0, Ordering::Relaxed);
+        }
         Ok(())
     }
 
@@ -516,13 +569,14 @@ impl RawEvent {
         let word = self.object.word(EVENT_WORD);
         let waiters = self.object.word(EVENT_WAITERS);
         let manual = self.reset_kind() == EventReset::Manual;
-        // Acquire pairs with the SeqCst store/update in `set`.
+        // Acquire pairs with the SeqCst update in `set`.
         let start = word.load(Ordering::Acquire);
+        // Whether the word, as seen, lets this waiter go.
         let released = |w: u32| {
             if manual {
                 w & SIGNALLED != 0 || (w >> 1) != (start >> 1)
             } else {
-                false
+                w != 0
             }
         };
         loop {
@@ -531,9 +585,9 @@ impl RawEvent {
                     return Ok(Wait::Acquired);
                 }
             } else if word
-                // Acquire pairs with `set`; taking the signal resets it, so
-                // exactly one waiter gets each set.
-                .compare_exchange(SIGNALLED, 0, Ordering::Acquire, Ordering::Relaxed)
+                // Acquire pairs with `set`. Taking one release each, so
+                // every release goes to exactly one waiter.
+                .fetch_update(Ordering::Acquire, Ordering::Relaxed, |w| w.checked_sub(1))
                 .is_ok()
             {
                 return Ok(Wait::Acquired);
@@ -543,16 +597,20 @@ impl RawEvent {
             }
             waiters.fetch_add(1, Ordering::SeqCst);
             let seen = word.load(Ordering::SeqCst);
-            let ready = if manual {
-                released(seen)
-            } else {
-                seen & SIGNALLED != 0
-            };
-            if !ready {
+            if !released(seen) {
                 futex_wait(word, seen, deadline);
             }
             waiters.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// `, 2 waiting`, or nothing when no one waits. A waiter killed while
+/// waiting stays counted, so the figure is an upper bound.
+fn waiting(waiters: u32) -> String {
+    match waiters {
+        0 => String::new(),
+        n => format!(", {n} waiting"),
     }
 }
 
@@ -577,20 +635,26 @@ pub(super) fn describe_state(kind: ObjectKind, page: &Mapping) -> Option<String>
             0 => "unlocked".to_owned(),
             pid => format!("last locked by pid {pid}"),
         },
-        ObjectKind::Semaphore => format!("count {} of {}", word(SEM_COUNT), word(SEM_MAX)),
-        ObjectKind::Event => format!(
-            "{}, {}-reset",
-            if word(EVENT_WORD) & SIGNALLED != 0 {
-                "set"
-            } else {
-                "not set"
-            },
-            if word(EVENT_MANUAL) != 0 {
-                "manual"
-            } else {
-                "auto"
-            }
+        ObjectKind::Semaphore => format!(
+            "count {} of {}{}",
+            word(SEM_COUNT),
+            word(SEM_MAX),
+            waiting(word(SEM_WAITERS))
         ),
+        ObjectKind::Event => {
+            let manual = word(EVENT_MANUAL) != 0;
+            let set = if manual {
+                word(EVENT_WORD) & SIGNALLED != 0
+            } else {
+                word(EVENT_WORD) != 0
+            };
+            format!(
+                "{}, {}-reset{}",
+                if set { "set" } else { "not set" },
+                if manual { "manual" } else { "auto" },
+                waiting(word(EVENT_WAITERS))
+            )
+        }
         ObjectKind::Region => return None,
     })
 }
