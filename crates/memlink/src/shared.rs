@@ -108,8 +108,11 @@ impl<T: Pod> Shared<T> {
         })
     }
 
-    /// Locks the value, waiting as long as it takes. Locking it again on
-    /// the thread that holds it is an [`ErrorKind::WouldDeadlock`] error.
+    /// Locks the value, waiting as long as it takes. Locking it again
+    /// through this handle on the thread that holds it is an
+    /// [`ErrorKind::WouldDeadlock`] error. (Two `Shared` handles of one name
+    /// in one process are two doors to the same value: lock only one at a
+    /// time per thread, since Windows mutexes let the same thread in twice.)
     pub fn lock(&self) -> Result<SharedGuard<'_, T>> {
         self.refuse_nested()?;
         Ok(self.guard(self.mutex.lock()?))

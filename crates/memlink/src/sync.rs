@@ -212,7 +212,9 @@ impl Mutex {
     }
 
     /// Locks, waiting at most `timeout`; then an [`ErrorKind::Timeout`]
-    /// error.
+    /// error. On Linux the wait is measured on the wall clock
+    /// (`pthread_mutex_timedlock`), so stepping the system clock during the
+    /// wait lengthens or shortens it.
     pub fn lock_timeout(&self, timeout: Duration) -> Result<MutexGuard<'_>> {
         match self.raw.lock(Some(deadline(timeout)))? {
             Wait::TimedOut => Err(timed_out(
