@@ -118,6 +118,14 @@ fn deadline(timeout: Duration) -> Instant {
         .unwrap_or_else(|| Instant::now() + Duration::from_secs(365 * 24 * 3600))
 }
 
+/// What a wait with a timeout on a semaphore or event reports.
+fn waited(outcome: Wait, kind: ObjectKind, name: &Name, timeout: Duration) -> Result<()> {
+    match outcome {
+        Wait::TimedOut => Err(timed_out(Operation::Wait, kind, name, timeout)),
+        Wait::Acquired | Wait::Abandoned => Ok(()),
+    }
+}
+
 fn timed_out(op: Operation, kind: ObjectKind, name: &Name, timeout: Duration) -> Error {
     Error::new(op, kind, name.given(), ErrorKind::Timeout)
         .with_detail(format!("gave up after {timeout:?}"))
@@ -354,15 +362,8 @@ impl Semaphore {
     /// Takes one unit, waiting at most `timeout`; then an
     /// [`ErrorKind::Timeout`] error.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        match self.raw.wait(Some(deadline(timeout)))? {
-            Wait::TimedOut => Err(timed_out(
-                Operation::Wait,
-                ObjectKind::Semaphore,
-                &self.name,
-                timeout,
-            )),
-            _ => Ok(()),
-        }
+        let outcome = self.raw.wait(Some(deadline(timeout)))?;
+        waited(outcome, ObjectKind::Semaphore, &self.name, timeout)
     }
 
     /// Takes one unit if the count is above zero; says whether it did.
@@ -495,15 +496,8 @@ impl Event {
 
     /// Waits at most `timeout`; then an [`ErrorKind::Timeout`] error.
     pub fn wait_timeout(&self, timeout: Duration) -> Result<()> {
-        match self.raw.wait(Some(deadline(timeout)))? {
-            Wait::TimedOut => Err(timed_out(
-                Operation::Wait,
-                ObjectKind::Event,
-                &self.name,
-                timeout,
-            )),
-            _ => Ok(()),
-        }
+        let outcome = self.raw.wait(Some(deadline(timeout)))?;
+        waited(outcome, ObjectKind::Event, &self.name, timeout)
     }
 
     /// Returns whether the event is set, without waiting (and, for an

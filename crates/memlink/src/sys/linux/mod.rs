@@ -367,6 +367,17 @@ fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<(
     }
 }
 
+/// Opens `base` read-only to look at it or lock it, never following a link
+/// and never blocking (on a FIFO someone put there).
+fn open_to_look(dir: BorrowedFd<'_>, base: &str) -> Result<OwnedFd, Errno> {
+    fs::openat(
+        dir,
+        base,
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
+        Mode::empty(),
+    )
+}
+
 /// What became of a name that was found taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Taken {
@@ -381,12 +392,7 @@ enum Taken {
 /// If `base` names a memlink last-handle object with no live handle,
 /// removes it.
 fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<Taken> {
-    let fd = match fs::openat(
-        dir,
-        base,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
+    let fd = match open_to_look(dir, base) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(Taken::Gone),
         Err(Errno::ACCESS) | Err(Errno::LOOP) => return Ok(Taken::Held),
@@ -480,12 +486,7 @@ fn describe(
         mode: Some(st.st_mode & 0o7777),
         detail: None,
     };
-    let fd = match fs::openat(
-        dir,
-        base,
-        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::CLOEXEC | OFlags::NONBLOCK,
-        Mode::empty(),
-    ) {
+    let fd = match open_to_look(dir, base) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(None),
         Err(_) => return Ok(Some(info)),
