@@ -536,3 +536,23 @@ fn a_waiter_killed_after_its_wake_up_does_not_take_the_unit_along() {
         drop(second);
     }
 }
+
+#[test]
+fn persistent_sync_objects_outlive_their_handles_where_supported() {
+    let name = unique_name("sync-persist");
+    let options = memlink::SyncOptions::new().lifetime(memlink::Lifetime::Persistent);
+    let result = Semaphore::create_with(&name, 1, 3, &options);
+    if cfg!(windows) {
+        assert_eq!(result.unwrap_err().kind(), ErrorKind::Unsupported);
+        return;
+    }
+    drop(result.unwrap());
+    let reopened = Semaphore::open(&name).expect("a persistent semaphore stays");
+    assert!(reopened.try_wait().unwrap(), "with its count");
+    drop(reopened);
+    memlink::remove(&name).unwrap();
+    assert_eq!(
+        Semaphore::open(&name).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
