@@ -77,10 +77,11 @@
 //! two handles upgrading at once could both fail. Released first, the last
 //! closer to try always succeeds.
 //!
-//! As on Linux, a short exclusive probe (by `open`, `list`, `inspect` or a
-//! creator) can make a concurrent closer believe another handle exists and
-//! leave a stale name behind; the next create, open or reap of that name
-//! removes it, so the Windows rules still hold for every caller.
+//! As on Linux, whoever wins the exclusive lock on a stale last-handle
+//! object removes it before letting go (`list` and `inspect` included, since
+//! there is no lock table to read here): a prober that let go without
+//! removing it could hand an opener waiting for the lock a dead object as a
+//! live one.
 //!
 //! A handle must not be shared with a child made by `fork` (the child's
 //! copy of the descriptor shares the lock); handles are close-on-exec.
@@ -874,10 +875,18 @@ fn for_each_sidecar(
 
 /// The memlink objects this user made (see the module docs: foreign objects
 /// cannot be listed on these systems).
+///
+/// A stale object found here is removed on the spot (and still listed, as
+/// stale): with no lock table to read, staleness is proved by taking the
+/// exclusive lock, and letting go of it without removing the object could
+/// hand an opener waiting for that lock a dead object as a live one.
 pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
     let mut out = Vec::new();
-    for_each_sidecar(Operation::List, |_, _, _, found| {
-        if let Found::Object(info, _) = found {
+    for_each_sidecar(Operation::List, |dir, file, name, found| {
+        if let Found::Object(info, proof) = found {
+            if proof.is_some() {
+                remove_locked(dir, file, &name.shm_open_name(SHM_NAME_MAX))?;
+            }
             out.push(info);
         }
         Ok(())
@@ -890,7 +899,11 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
     let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e);
     let dir = dir_for(op, ObjectKind::Region, name)?;
     let file = sidecar_file_name(name.base());
-    if let Some(Found::Object(info, _)) = describe(dir, &file, name).map_err(err)? {
+    if let Some(Found::Object(info, proof)) = describe(dir, &file, name).map_err(err)? {
+        if proof.is_some() {
+            // Stale: removed under the lock that proved it (see `list`).
+            remove_locked(dir, &file, &name.shm_open_name(SHM_NAME_MAX)).map_err(err)?;
+        }
         return Ok(info);
     }
     // No memlink object of ours: maybe a foreign one.
