@@ -1,5 +1,6 @@
 //! `memlink`: create, inspect, watch and clean up named shared memory.
 
+mod bench;
 mod data;
 mod demo;
 mod hexdump;
@@ -124,6 +125,26 @@ enum Command {
     /// The demo's second process (started by `memlink demo`).
     #[command(hide = true)]
     DemoReader(demo::ReaderArgs),
+    /// Measure named shared memory on this machine, against references
+    /// measured in the same run.
+    ///
+    /// Region life cycle (create+map+write+unmap+close and
+    /// open+map+read+unmap+close); the wake-up round trip between this
+    /// process and a second one through two auto-reset events, against the
+    /// same two processes bouncing a byte over pipes; the polling round
+    /// trip, both processes spinning on one shared counter (the floor for
+    /// messages through shared memory); and bulk copying into a mapped 1 MiB
+    /// region, against memcpy into heap memory.
+    ///
+    /// Batches of memlink and of the reference alternate; each figure is the
+    /// median over the batches and each ratio the median of the per-batch
+    /// ratios: events over pipes (below 1 is faster) and region over memcpy
+    /// bandwidth (1 is as fast). The life cycle against the bare system calls
+    /// is in `cargo bench -p memlink`.
+    Bench(bench::BenchArgs),
+    /// The benchmark's second process (started by `memlink bench`).
+    #[command(hide = true)]
+    BenchPeer(bench::PeerArgs),
     /// Print shell completions: `memlink completions bash >
     /// /etc/bash_completion.d/memlink`.
     Completions {
@@ -202,6 +223,8 @@ fn main() -> ExitCode {
         Command::Watch(args) => watch::run(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoReader(args) => demo::reader(args),
+        Command::Bench(args) => bench::run(args),
+        Command::BenchPeer(args) => bench::peer(args),
         Command::Completions { shell } => {
             clap_complete::generate(shell, &mut Cli::command(), "memlink", &mut io::stdout());
             Ok(())
