@@ -247,7 +247,7 @@ fn life_cycle(counts: &Counts, tag: &str, size: u64) -> CmdResult<RegionReport> 
     let created = format!("{tag}-create");
     let create = || {
         let region = RegionOptions::new().create(&created, size)?;
-        region.map_mut(..)?[..text.len()].copy_from_slice(text);
+        region.map_mut(..)?.write_at(0, text)?;
         Ok(())
     };
     let create_batches = run_batches(counts, || micros_per_cycle(counts.life_cycles, create))?;
@@ -256,7 +256,9 @@ fn life_cycle(counts: &Counts, tag: &str, size: u64) -> CmdResult<RegionReport> 
     let _holder = Region::create(&opened, size)?;
     let open = || {
         let region = Region::open(&opened, Access::ReadOnly)?;
-        black_box(region.map(..)?[0]);
+        let mut first = [0u8];
+        region.map(..)?.read_at(0, &mut first)?;
+        black_box(first);
         Ok(())
     };
     let open_batches = run_batches(counts, || micros_per_cycle(counts.life_cycles, open))?;
@@ -484,8 +486,9 @@ fn bulk(counts: &Counts, tag: &str) -> CmdResult<BulkReport> {
         counts,
         || {
             gb_per_s(&mut || {
-                view.copy_from_slice(&source);
-                black_box(&mut view[..]);
+                view.write_at(0, &source)
+                    .expect("the source is the view's size");
+                black_box(view.as_mut_ptr());
             })
         },
         || {

@@ -147,7 +147,7 @@ pub fn create(args: CreateArgs) -> CmdResult {
     if !content.is_empty() {
         region
             .map_mut(0..content.len() as u64)?
-            .copy_from_slice(&content);
+            .write_at(0, &content)?;
     }
 
     let mut out = io::stdout().lock();
@@ -224,22 +224,56 @@ pub fn check_range(
     Ok(end)
 }
 
+/// How much `read` copies out of a region at a time.
+const CHUNK: usize = 64 * 1024;
+
+/// The view's bytes up to the first NUL, read a chunk at a time so that a
+/// short text in a large region costs a short read.
+fn text_up_to_nul(view: &memlink::View) -> memlink::Result<Vec<u8>> {
+    let mut text = Vec::new();
+    let mut chunk = vec![0u8; view.len().min(CHUNK)];
+    for at in (0..view.len()).step_by(CHUNK) {
+        let piece = &mut chunk[..CHUNK.min(view.len() - at)];
+        view.read_at(at, piece)?;
+        match piece.iter().position(|&b| b == 0) {
+            Some(nul) => {
+                text.extend_from_slice(&piece[..nul]);
+                break;
+            }
+            None => text.extend_from_slice(piece),
+        }
+    }
+    Ok(text)
+}
+
 pub fn read(args: ReadArgs) -> CmdResult {
     let region = Region::open(&args.name, Access::ReadOnly)?;
     let end = check_range("read", &args.name, region.size(), args.offset, args.len)?;
     let view = region.map(args.offset..end)?;
     if args.raw {
         let mut out = io::stdout().lock();
-        out.write_all(&view)?;
+        // In chunks: a large region is never copied whole into memory.
+        let mut chunk = vec![0u8; view.len().min(CHUNK)];
+        for at in (0..view.len()).step_by(CHUNK) {
+            let piece = &mut chunk[..CHUNK.min(view.len() - at)];
+            view.read_at(at, piece)?;
+            out.write_all(piece)?;
+        }
         out.flush()?;
     } else if args.hex {
         let mut out = io::BufWriter::new(io::stdout().lock());
         let colour = colour_on_stdout();
-        hexdump::xxd(&mut out, &view, args.offset, !args.no_squeeze, colour)?;
+        hexdump::xxd(
+            &mut out,
+            &view.to_vec(),
+            args.offset,
+            !args.no_squeeze,
+            colour,
+        )?;
         out.flush()?;
     } else {
-        let text = view.split(|&b| b == 0).next().unwrap_or_default();
-        let text = String::from_utf8_lossy(text);
+        let text = text_up_to_nul(&view)?;
+        let text = String::from_utf8_lossy(&text);
         let mut out = io::stdout().lock();
         if text.ends_with('\n') {
             write!(out, "{text}")?;
@@ -270,6 +304,6 @@ pub fn write(args: WriteArgs) -> CmdResult {
             e
         }
     })?;
-    region.map_mut(args.offset..end)?.copy_from_slice(&bytes);
+    region.map_mut(args.offset..end)?.write_at(0, &bytes)?;
     Ok(())
 }

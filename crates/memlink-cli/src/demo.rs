@@ -62,7 +62,7 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
         format!("mapped a read-write view of all {} bytes", view.len()),
     );
     view.fill(0);
-    view[..args.text.len()].copy_from_slice(args.text.as_bytes());
+    view.write_at(0, args.text.as_bytes())?;
     say(
         1,
         format!(
@@ -117,7 +117,8 @@ pub fn reader(args: ReaderArgs) -> Result<(), Box<dyn Error>> {
         ),
     );
     let view = region.map(0..READ_LIMIT.min(region.size()))?;
-    let text = view.split(|&b| b == 0).next().unwrap_or_default();
+    let bytes = view.to_vec();
+    let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
     say(
         2,
         format!(

@@ -106,7 +106,7 @@ fn main() {
         let create_cycle = |options: RegionOptions| {
             move || {
                 let region = options.create(name_ref, SIZE as u64).unwrap();
-                region.map_mut(..).unwrap()[..text.len()].copy_from_slice(text);
+                region.map_mut(..).unwrap().write_at(0, text).unwrap();
             }
         };
         let figures = compare(PER_BATCH, create_cycle(RegionOptions::new()), || {
@@ -130,7 +130,7 @@ fn main() {
             PER_BATCH,
             || {
                 let region = Region::open(&name, Access::ReadOnly).unwrap();
-                black_box(region.map(..).unwrap()[0]);
+                black_box(region.map(..).unwrap().to_vec()[0]);
             },
             || {
                 black_box(bare::open_read_close(&c_name));

@@ -24,7 +24,8 @@ fn main() {
         }
     };
     println!("The file view is mapped");
-    let text = view.split(|&b| b == 0).next().unwrap_or_default();
+    let bytes = view.to_vec();
+    let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
     println!(
         "Read from the file mapping:\n\"{}\"",
         String::from_utf8_lossy(text)

@@ -30,8 +30,12 @@ fn main() {
         }
     };
     println!("The file view is mapped");
-    view[..MESSAGE.len()].copy_from_slice(MESSAGE.as_bytes());
-    view[MESSAGE.len()] = 0;
+    let mut text = MESSAGE.as_bytes().to_vec();
+    text.push(0); // NUL-terminated, as the seed's C string is
+    if let Err(e) = view.write_at(0, &text) {
+        eprintln!("{e}");
+        std::process::exit(1);
+    }
     println!("This message is written to the view:\n\"{MESSAGE}\"");
     println!("Press ENTER to clean up and exit.");
     let _ = std::io::stdin().read_line(&mut String::new());

@@ -74,6 +74,10 @@ pub enum Operation {
     Wait,
     /// Releasing a semaphore.
     Release,
+    /// Reading from a view.
+    Read,
+    /// Writing into a view.
+    Write,
     /// Setting an event.
     Set,
     /// Resetting an event.
@@ -95,6 +99,8 @@ impl fmt::Display for Operation {
             Operation::Lock => "lock",
             Operation::Wait => "wait on",
             Operation::Release => "release",
+            Operation::Read => "read",
+            Operation::Write => "write",
             Operation::Set => "set",
             Operation::Reset => "reset",
         })

@@ -13,10 +13,10 @@
 //! use memlink::{Access, ErrorKind, Region};
 //! # let name = format!("memlink-doc-lib-{}", std::process::id());
 //! let region = Region::create(&name, 4096)?;
-//! region.map_mut(..)?[..3].copy_from_slice(b"hi\0");
+//! region.map_mut(..)?.write_at(0, b"hi\0")?;
 //!
 //! let reader = Region::open(&name, Access::ReadOnly)?;
-//! assert_eq!(&reader.map(0..2)?[..], b"hi");
+//! assert_eq!(reader.map(0..2)?.to_vec(), b"hi");
 //!
 //! drop(reader);
 //! drop(region); // the last handle: the name is gone

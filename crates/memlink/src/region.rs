@@ -1,7 +1,7 @@
 //! Regions: named shared-memory objects, and views of them.
 
 use std::fmt;
-use std::ops::{Bound, Deref, DerefMut, RangeBounds};
+use std::ops::{Bound, RangeBounds};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
@@ -22,13 +22,13 @@ use crate::sys;
 /// # let name = format!("memlink-doc-region-{}", std::process::id());
 /// let region = Region::create(&name, 4096)?;
 /// let mut view = region.map_mut(..)?;
-/// view[..6].copy_from_slice(b"hello\0");
+/// view.write_at(0, b"hello\0")?;
 /// drop(view);
 ///
 /// // Another process (here the same one) opens it by name.
 /// let reader = Region::open(&name, Access::ReadOnly)?;
 /// let view = reader.map(0..5)?;
-/// assert_eq!(&view[..], b"hello");
+/// assert_eq!(view.to_vec(), b"hello");
 /// # Ok::<(), memlink::Error>(())
 /// ```
 pub struct Region {
@@ -221,7 +221,11 @@ impl Region {
     pub fn map(&self, range: impl RangeBounds<u64>) -> Result<View> {
         let (offset, len) = self.resolve(&range)?;
         let mapping = self.handle.map(offset, len, false)?;
-        Ok(View { mapping, offset })
+        Ok(View {
+            mapping,
+            offset,
+            name: self.name.clone(),
+        })
     }
 
     /// Maps a writable view of `range`. A read-only handle gives an
@@ -229,7 +233,8 @@ impl Region {
     ///
     /// The bytes are shared with every process that maps the region, so
     /// writes by others can appear at any time; coordinate them with the
-    /// named synchronization objects, as with any shared memory.
+    /// named synchronization objects, as with any shared memory. That is
+    /// why views copy bytes in and out rather than lend out slices.
     pub fn map_mut(&self, range: impl RangeBounds<u64>) -> Result<ViewMut> {
         if self.access == Access::ReadOnly {
             return Err(Error::new(
@@ -242,7 +247,11 @@ impl Region {
         }
         let (offset, len) = self.resolve(&range)?;
         let mapping = self.handle.map(offset, len, true)?;
-        Ok(ViewMut { mapping, offset })
+        Ok(ViewMut {
+            mapping,
+            offset,
+            name: self.name.clone(),
+        })
     }
 
     /// Checks `range` against the size; returns its offset and length.
@@ -298,16 +307,40 @@ impl fmt::Debug for Region {
     }
 }
 
-/// A read-only view of a region. Derefs to `[u8]`; unmapped on drop.
+/// A read-only view of a region; unmapped on drop.
+///
+/// The bytes are shared with every process that maps the region and may
+/// change under the view at any time, so the view does not hand out `&[u8]`
+/// (the compiler may assume such a slice never changes): it copies bytes
+/// out with [`read_at`](View::read_at) or [`to_vec`](View::to_vec), or gives
+/// the address for atomics. [`as_slice`](View::as_slice) is there, unsafe,
+/// for callers who keep writers away by other means.
+///
+/// ```
+/// use memlink::{Access, Region};
+/// # let name = format!("memlink-doc-view-{}", std::process::id());
+/// let region = Region::create(&name, 4096)?;
+/// region.map_mut(..)?.write_at(0, b"hello")?;
+/// let view = Region::open(&name, Access::ReadOnly)?.map(1..5)?;
+/// assert_eq!(view.to_vec(), b"ello");
+/// let mut two = [0u8; 2];
+/// view.read_at(2, &mut two)?;
+/// assert_eq!(&two, b"lo");
+/// # Ok::<(), memlink::Error>(())
+/// ```
 pub struct View {
     mapping: sys::Mapping,
     offset: u64,
+    name: Name,
 }
 
-/// A writable view of a region. Derefs to `[u8]` both ways; unmapped on drop.
+/// A writable view of a region; unmapped on drop. Writes with
+/// [`write_at`](ViewMut::write_at) and [`fill`](ViewMut::fill), reads as a
+/// [`View`] does; see there for why there is no safe `&mut [u8]`.
 pub struct ViewMut {
     mapping: sys::Mapping,
     offset: u64,
+    name: Name,
 }
 
 macro_rules! view_common {
@@ -318,27 +351,75 @@ macro_rules! view_common {
                 self.offset
             }
 
+            /// How many bytes the view covers.
+            pub fn len(&self) -> usize {
+                self.mapping.len()
+            }
+
+            /// Whether the view covers no bytes (never: empty ranges are
+            /// refused when mapping).
+            pub fn is_empty(&self) -> bool {
+                self.mapping.len() == 0
+            }
+
             /// The address of the first byte, for atomics or volatile access.
             pub fn as_ptr(&self) -> *const u8 {
                 self.mapping.as_ptr()
             }
-        }
 
-        impl Deref for $ty {
-            type Target = [u8];
+            /// Copies `buf.len()` bytes from `at` (relative to the view) into
+            /// `buf`. A range past the end of the view is an
+            /// [`ErrorKind::InvalidArgument`] error.
+            pub fn read_at(&self, at: usize, buf: &mut [u8]) -> Result<()> {
+                check_within(
+                    &self.name,
+                    Operation::Read,
+                    self.offset,
+                    self.len(),
+                    at,
+                    buf.len(),
+                )?;
+                // SAFETY: `at..at + buf.len()` is inside the mapping (just
+                // checked), which is readable and lives as long as `self`;
+                // `buf` is a distinct local buffer. A raw copy asserts
+                // nothing about the bytes staying unchanged meanwhile.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        self.mapping.as_ptr().add(at),
+                        buf.as_mut_ptr(),
+                        buf.len(),
+                    )
+                };
+                Ok(())
+            }
 
-            fn deref(&self) -> &[u8] {
+            /// A copy of the view's bytes as they are now.
+            pub fn to_vec(&self) -> Vec<u8> {
+                let mut copy = vec![0; self.len()];
+                self.read_at(0, &mut copy)
+                    .expect("the whole view is within the view");
+                copy
+            }
+
+            /// The view's bytes as a slice.
+            ///
+            /// # Safety
+            ///
+            /// While the slice lives, nothing may write these bytes: no
+            /// other view in this process, no other process (coordinate
+            /// with a named mutex, for example). The OS, not Rust, shares
+            /// them, so Rust cannot check this.
+            pub unsafe fn as_slice(&self) -> &[u8] {
                 // SAFETY: the mapping is `len` readable bytes that live as
-                // long as `self`. Other processes may write them at any time;
-                // that is the contract of shared memory, documented on
-                // `Region::map_mut`.
-                unsafe { std::slice::from_raw_parts(self.mapping.as_ptr(), self.mapping.len()) }
+                // long as `self`; the caller promises no writer meanwhile.
+                unsafe { std::slice::from_raw_parts(self.mapping.as_ptr(), self.len()) }
             }
         }
 
         impl fmt::Debug for $ty {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
                 f.debug_struct(stringify!($ty))
+                    .field("region", &self.name.given())
                     .field("offset", &self.offset)
                     .field("len", &self.mapping.len())
                     .finish()
@@ -355,13 +436,64 @@ impl ViewMut {
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.mapping.as_ptr()
     }
+
+    /// Copies `data` into the view at `at` (relative to the view). A range
+    /// past the end of the view is an [`ErrorKind::InvalidArgument`] error,
+    /// and nothing is written.
+    pub fn write_at(&mut self, at: usize, data: &[u8]) -> Result<()> {
+        check_within(
+            &self.name,
+            Operation::Write,
+            self.offset,
+            self.len(),
+            at,
+            data.len(),
+        )?;
+        // SAFETY: `at..at + data.len()` is inside the mapping (just
+        // checked), which is writable (PROT_WRITE / FILE_MAP_WRITE) and
+        // lives as long as `self`; `data` is not in the mapping's pages
+        // unless the caller copies a view into itself, which `&mut self`
+        // and a `&[u8]` of it cannot both exist for.
+        unsafe {
+            std::ptr::copy_nonoverlapping(data.as_ptr(), self.mapping.as_ptr().add(at), data.len())
+        };
+        Ok(())
+    }
+
+    /// Sets every byte of the view to `byte`.
+    pub fn fill(&mut self, byte: u8) {
+        // SAFETY: the whole mapping is writable and lives as long as `self`.
+        unsafe { std::ptr::write_bytes(self.mapping.as_ptr(), byte, self.len()) };
+    }
+
+    /// The view's bytes as a mutable slice.
+    ///
+    /// # Safety
+    ///
+    /// While the slice lives, nothing else may read or write these bytes:
+    /// no other view in this process (of this or another handle), no other
+    /// process. The OS, not Rust, shares them, so Rust cannot check this.
+    pub unsafe fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: the mapping is `len` writable bytes that live as long as
+        // `self`; the caller promises exclusive access meanwhile.
+        unsafe { std::slice::from_raw_parts_mut(self.mapping.as_ptr(), self.len()) }
+    }
 }
 
-impl DerefMut for ViewMut {
-    fn deref_mut(&mut self) -> &mut [u8] {
-        // SAFETY: the mapping is `len` writable bytes (mapped with
-        // PROT_WRITE / FILE_MAP_WRITE) owned by this view for its lifetime;
-        // `&mut self` keeps this process from aliasing it through the view.
-        unsafe { std::slice::from_raw_parts_mut(self.mapping.as_ptr(), self.mapping.len()) }
+/// Checks that `len` bytes at `at` fit in a view of `view_len` bytes.
+fn check_within(
+    name: &Name,
+    operation: Operation,
+    view_offset: u64,
+    view_len: usize,
+    at: usize,
+    len: usize,
+) -> Result<()> {
+    match at.checked_add(len) {
+        Some(end) if end <= view_len => Ok(()),
+        _ => Err(Error::new(operation, ObjectKind::Region, name.given(), ErrorKind::InvalidArgument)
+            .with_detail(format!(
+                "{len} bytes at {at} go past the end of the view ({view_len} bytes at offset {view_offset})"
+            ))),
     }
 }

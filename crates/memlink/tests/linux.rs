@@ -83,15 +83,19 @@ fn plain_shm_open_and_memlink_see_the_same_bytes() {
     posix_create(&name, b"from C\0");
     let region = Region::open(&name, Access::ReadWrite).unwrap();
     assert_eq!(region.size(), 4096);
-    assert_eq!(&region.map(0..7).unwrap()[..], b"from C\0");
-    region.map_mut(..).unwrap()[..9].copy_from_slice(b"from Rust");
+    assert_eq!(region.map(0..7).unwrap().to_vec(), b"from C\0");
+    region
+        .map_mut(..)
+        .unwrap()
+        .write_at(0, b"from Rust")
+        .unwrap();
     drop(region);
     // A foreign object is persistent: closing our handle leaves it.
     assert_eq!(posix_read(&name, 9), b"from Rust");
     memlink::remove(&name).unwrap();
 
     let region = Region::create(&name, 4096).unwrap();
-    region.map_mut(..).unwrap()[..6].copy_from_slice(b"memlnk");
+    region.map_mut(..).unwrap().write_at(0, b"memlnk").unwrap();
     assert_eq!(
         posix_read(&name, 6),
         b"memlnk",
@@ -136,12 +140,16 @@ fn python_shared_memory_interoperates_both_ways() {
          m.close()"
     ));
     let region = Region::open(&name, Access::ReadOnly).unwrap();
-    assert_eq!(&region.map(0..11).unwrap()[..], b"from Python");
+    assert_eq!(region.map(0..11).unwrap().to_vec(), b"from Python");
     drop(region);
     memlink::remove(&name).unwrap();
 
     let region = Region::create(&name, 4096).unwrap();
-    region.map_mut(..).unwrap()[..9].copy_from_slice(b"from Rust");
+    region
+        .map_mut(..)
+        .unwrap()
+        .write_at(0, b"from Rust")
+        .unwrap();
     let seen = python(&format!(
         "from multiprocessing import shared_memory, resource_tracker\n\
          m = shared_memory.SharedMemory('{name}')\n\
@@ -193,7 +201,7 @@ fn listing_tells_memlink_objects_from_foreign_and_stale_ones() {
         ErrorKind::NotFound
     );
     assert!(memlink::inspect(&foreign).is_ok());
-    assert_eq!(&region.map(0..1).unwrap()[..], &[0]);
+    assert_eq!(region.map(0..1).unwrap().to_vec(), &[0]);
     memlink::remove(&foreign).unwrap();
     assert_eq!(
         memlink::remove(&foreign).unwrap_err().kind(),

@@ -21,18 +21,22 @@ fn child_entry() {
             };
             let region = Region::open(name, access).unwrap();
             let view = region.map(0..len.parse().unwrap()).unwrap();
-            say(format!("read:{}", String::from_utf8_lossy(&view)));
+            say(format!("read:{}", String::from_utf8_lossy(&view.to_vec())));
             hear();
         }
         ["write", name, text] => {
             let region = Region::open(name, Access::ReadWrite).unwrap();
-            region.map_mut(..).unwrap()[..text.len()].copy_from_slice(text.as_bytes());
+            region
+                .map_mut(..)
+                .unwrap()
+                .write_at(0, text.as_bytes())
+                .unwrap();
             say("written");
             hear();
         }
         ["create", name, size] => {
             let region = Region::create(name, size.parse().unwrap()).unwrap();
-            region.map_mut(..).unwrap()[..5].copy_from_slice(b"alive");
+            region.map_mut(..).unwrap().write_at(0, b"alive").unwrap();
             say("created");
             hear();
         }
@@ -56,7 +60,11 @@ fn child_entry() {
             let (region, how) = Region::create_or_open(name, 4096).unwrap();
             assert_eq!(region.size(), 4096);
             let slot: usize = slot.parse().unwrap();
-            region.map_mut(slot as u64..slot as u64 + 1).unwrap()[0] = 1;
+            region
+                .map_mut(slot as u64..slot as u64 + 1)
+                .unwrap()
+                .write_at(0, &[1])
+                .unwrap();
             say(match how {
                 Disposition::Created => "created",
                 Disposition::Opened => "opened",
@@ -73,7 +81,7 @@ fn child_entry() {
             assert_eq!(hear().as_deref(), Some("go"));
             for round in 0..rounds.parse::<u32>().unwrap() {
                 match Region::open(name, Access::ReadOnly) {
-                    Ok(region) if region.map(0..1).unwrap()[0] == b'X' => {}
+                    Ok(region) if region.map(0..1).unwrap().to_vec()[0] == b'X' => {}
                     Ok(_) => return say(format!("round {round}: wrong byte")),
                     Err(e) => return say(format!("round {round}: {e}")),
                 }
@@ -93,7 +101,7 @@ fn child_entry() {
             say("churning");
             loop {
                 let (region, _) = Region::create_or_open(name, 64 * 1024).unwrap();
-                region.map_mut(100..200).unwrap()[0] = 7;
+                region.map_mut(100..200).unwrap().write_at(0, &[7]).unwrap();
                 let reader = Region::open(name, Access::ReadOnly);
                 drop(region);
                 drop(reader);
@@ -108,7 +116,7 @@ fn child_entry() {
             say(format!(
                 "{}:{}",
                 region.size(),
-                String::from_utf8_lossy(&view)
+                String::from_utf8_lossy(&view.to_vec())
             ));
         }
         _ => panic!("unknown role {args:?}"),
@@ -131,7 +139,7 @@ fn data_written_by_one_process_is_read_by_another() {
     let name = unique_name("rw");
     let region = Region::create(&name, 4096).unwrap();
     let mut view = region.map_mut(..).unwrap();
-    view[..12].copy_from_slice(b"from parent\0");
+    view.write_at(0, b"from parent\0").unwrap();
 
     for access in ["ro", "rw"] {
         let child = Child::spawn("read", &[&name, access, "11"]);
@@ -141,7 +149,7 @@ fn data_written_by_one_process_is_read_by_another() {
 
     let child = Child::spawn("write", &[&name, "from child"]);
     child.expect("written");
-    assert_eq!(&view[..10], b"from child");
+    assert_eq!(&view.to_vec()[..10], b"from child");
     child.finish();
 }
 
@@ -196,7 +204,7 @@ fn create_or_open_from_many_processes_shares_one_region() {
     );
     let region = Region::open(&name, Access::ReadOnly).unwrap();
     assert_eq!(
-        &region.map(0..count as u64).unwrap()[..],
+        region.map(0..count as u64).unwrap().to_vec(),
         &vec![1u8; count][..]
     );
     drop(region);
@@ -209,13 +217,13 @@ fn create_or_open_from_many_processes_shares_one_region() {
 fn name_outlives_its_creator_while_a_reader_holds_it() {
     let name = unique_name("holder");
     let region = Region::create(&name, 4096).unwrap();
-    region.map_mut(..).unwrap()[..4].copy_from_slice(b"kept");
+    region.map_mut(..).unwrap().write_at(0, b"kept").unwrap();
     let child = Child::spawn("hold", &[&name]);
     child.expect("holding:4096");
 
     drop(region); // the seeds' "Close mapping of Data"
     let again = Region::open(&name, Access::ReadOnly).expect("the reader keeps it alive");
-    assert_eq!(&again.map(0..4).unwrap()[..], b"kept");
+    assert_eq!(again.map(0..4).unwrap().to_vec(), b"kept");
     drop(again);
 
     child.finish();
@@ -233,8 +241,8 @@ fn a_view_keeps_its_memory_after_the_last_handle_closes() {
     let region = Region::create(&name, 4096).unwrap();
     let mut view = region.map_mut(..).unwrap();
     drop(region);
-    view[0] = 42; // still mapped, still writable
-    assert_eq!(view[0], 42);
+    view.write_at(0, &[42]).unwrap(); // still mapped, still writable
+    assert_eq!(view.to_vec()[0], 42);
     assert_eq!(
         Region::open(&name, Access::ReadOnly).unwrap_err().kind(),
         ErrorKind::NotFound
@@ -251,7 +259,7 @@ fn killed_holders_leave_nothing_that_blocks_create() {
     creator.kill();
     // The reader still holds it: the name and the data are there.
     let region = Region::open(&name, Access::ReadOnly).unwrap();
-    assert_eq!(&region.map(0..5).unwrap()[..], b"alive");
+    assert_eq!(region.map(0..5).unwrap().to_vec(), b"alive");
     drop(region);
     reader.kill();
 
@@ -259,7 +267,11 @@ fn killed_holders_leave_nothing_that_blocks_create() {
     assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
     let region = Region::create(&name, 8192).expect("a dead object never blocks create");
     assert_eq!(region.size(), 8192);
-    assert_eq!(&region.map(0..5).unwrap()[..], &[0; 5], "a fresh object");
+    assert_eq!(
+        region.map(0..5).unwrap().to_vec(),
+        &[0; 5],
+        "a fresh object"
+    );
 }
 
 #[test]
@@ -299,7 +311,7 @@ fn killing_a_process_in_the_middle_of_create_open_and_map_is_harmless() {
 fn opens_and_closes_never_lose_a_held_name() {
     let name = unique_name("churn-open");
     let region = Region::create(&name, 4096).unwrap();
-    region.map_mut(..).unwrap()[0] = b'X';
+    region.map_mut(..).unwrap().write_at(0, b"X").unwrap();
     let mut children: Vec<Child> = (0..4)
         .map(|_| Child::spawn("open_loop", &[&name, "2000"]))
         .collect();
@@ -372,7 +384,7 @@ fn writing_through_a_read_only_view_faults() {
         .unwrap()
         .map(..)
         .unwrap();
-    assert_eq!(view[0], 0, "the write did not land");
+    assert_eq!(view.to_vec()[0], 0, "the write did not land");
 }
 
 #[test]
@@ -397,9 +409,9 @@ fn views_at_unaligned_offsets_see_the_right_bytes() {
     for &offset in &offsets {
         let mut view = region.map_mut(offset..offset + 7).unwrap();
         assert_eq!(view.offset(), offset);
-        view.copy_from_slice(format!("{offset:07}").as_bytes());
+        view.write_at(0, format!("{offset:07}").as_bytes()).unwrap();
     }
-    let whole = region.map(..).unwrap();
+    let whole = region.map(..).unwrap().to_vec();
     for &offset in &offsets {
         let at = offset as usize;
         assert_eq!(&whole[at..at + 7], format!("{:07}", offset).as_bytes());
@@ -426,7 +438,8 @@ fn a_region_over_4_gib_works() {
     region
         .map_mut(offset..size)
         .unwrap()
-        .copy_from_slice(b"past 4 GiB!!!");
+        .write_at(0, b"past 4 GiB!!!")
+        .unwrap();
     let child = Child::spawn("read_at", &[&name, &offset.to_string(), "13"]);
     child.expect(&format!("{}:past 4 GiB!!!", size_seen_by_opener(size)));
     child.finish();
@@ -497,7 +510,7 @@ fn persistent_regions_outlive_their_handles() {
         return;
     }
     let region = result.unwrap();
-    region.map_mut(..).unwrap()[..4].copy_from_slice(b"stay");
+    region.map_mut(..).unwrap().write_at(0, b"stay").unwrap();
     drop(region);
     let child = Child::spawn("read", &[&name, "ro", "4"]);
     child.expect("read:stay");

@@ -100,7 +100,7 @@ fn child_entry() {
             view.fill(0);
             let other = Mutex::create(&format!("{name}-2")).unwrap();
             drop(other.lock().unwrap());
-            say(format!("zeros:{}", view.iter().all(|&b| b == 0)));
+            say(format!("zeros:{}", view.to_vec().iter().all(|&b| b == 0)));
         }
         _ => panic!("unknown role {args:?}"),
     }
@@ -126,7 +126,7 @@ fn a_mutex_serialises_increments_from_many_processes() {
         child.expect("done");
         child.finish();
     }
-    let total = u64::from_ne_bytes(region.map(0..8).unwrap()[..].try_into().unwrap());
+    let total = u64::from_ne_bytes(region.map(0..8).unwrap().to_vec()[..].try_into().unwrap());
     assert_eq!(total, processes * rounds);
 }
 
