@@ -13,7 +13,7 @@ use memlink::{Access, ErrorKind, Region};
 
 use crate::data::check_range;
 use crate::units::{self, human_size};
-use crate::{colour_on_stdout, hexdump, signals, CmdResult};
+use crate::{colour_on_stdout, failure, hexdump, signals, CmdResult};
 
 #[derive(clap::Args)]
 pub struct WatchArgs {
@@ -35,6 +35,9 @@ pub struct WatchArgs {
 const HEADER_LINES: usize = 3;
 /// How long, at least, a changed byte stays highlighted on a terminal.
 const MIN_HIGHLIGHT: Duration = Duration::from_secs(1);
+/// The most bytes followed when the output is not a terminal.
+const MAX_PIPE_LEN: u64 = 1 << 20;
+
 /// Bytes shown when the output is not a terminal and no --len is given.
 const PIPE_DEFAULT_LEN: u64 = 256;
 
@@ -193,9 +196,20 @@ pub fn run(args: WatchArgs) -> CmdResult {
     let stop = signals::termination()?;
     let tty = io::stdout().is_terminal();
     let colour = colour_on_stdout();
+    // Each look copies the range and keeps per-byte change marks, so the
+    // range is what can be shown: a terminal's worth, or at most
+    // MAX_PIPE_LEN bytes into a pipe.
+    let screen = (rows_that_fit() * hexdump::WIDTH) as u64;
     let len = match args.len {
+        Some(len) if tty => Some(len.min(screen)),
+        Some(len) if len > MAX_PIPE_LEN => {
+            return Err(failure(format!(
+                "cannot watch region \"{}\": --len {len} is more than the {MAX_PIPE_LEN} bytes watch follows at once; move the window with --offset",
+                args.name
+            )))
+        }
         Some(len) => Some(len),
-        None if tty => Some((rows_that_fit() * hexdump::WIDTH) as u64),
+        None if tty => Some(screen),
         None => Some(PIPE_DEFAULT_LEN),
     };
     // A missing name or a range past the end is an error at the start;

@@ -347,6 +347,17 @@ fn rm_needs_force_for_a_held_region() {
 }
 
 #[test]
+fn watch_refuses_to_follow_more_than_it_can_hold_into_a_pipe() {
+    let name = unique("watchbig");
+    let _held = Held::start(&["create", &name, "--size", "4M"], "holding it");
+    let err = run(&["watch", &name, "--len", "2M"]).fails(1).to_owned();
+    assert!(
+        err.contains("more than the 1048576 bytes watch follows at once"),
+        "{err}"
+    );
+}
+
+#[test]
 fn persistent_regions_outlive_their_creator_until_removed() {
     let name = unique("persist");
     let out = run(&[
