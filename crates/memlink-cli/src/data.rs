@@ -82,15 +82,20 @@ pub struct WriteArgs {
     no_nul: bool,
 }
 
-/// Reads a file, or standard input for `-`.
-fn read_input(path: &Path) -> CmdResult<Vec<u8>> {
+/// Reads a file, or standard input for `-`, but never more than `limit`
+/// bytes and one: a longer input is known not to fit without being held
+/// whole in memory.
+fn read_input(path: &Path, limit: u64) -> CmdResult<Vec<u8>> {
     let mut bytes = Vec::new();
+    let cap = limit.saturating_add(1);
     if path.as_os_str() == "-" {
         io::stdin()
+            .take(cap)
             .read_to_end(&mut bytes)
             .map_err(|e| failure(format!("cannot read standard input: {e}")))?;
     } else {
-        bytes = std::fs::read(path)
+        std::fs::File::open(path)
+            .and_then(|file| file.take(cap).read_to_end(&mut bytes))
             .map_err(|e| failure(format!("cannot read file \"{}\": {e}", path.display())))?;
     }
     Ok(bytes)
@@ -115,14 +120,19 @@ fn describe_content(text: bool, len: usize) -> String {
 pub fn create(args: CreateArgs) -> CmdResult {
     let content = match (&args.text, &args.file) {
         (Some(text), _) => nul_terminated(text),
-        (None, Some(path)) => read_input(path)?,
+        (None, Some(path)) => read_input(path, args.size)?,
         (None, None) => Vec::new(),
     };
     if content.len() as u64 > args.size {
         return Err(failure(format!(
             "cannot create region \"{}\": {} do not fit in {}",
             args.name,
-            describe_content(args.text.is_some(), content.len()),
+            if args.text.is_some() {
+                describe_content(true, content.len())
+            } else {
+                // Input is read only up to one byte past the size.
+                format!("more than {} bytes", args.size)
+            },
             human_size_exact(args.size),
         )));
     }
@@ -285,25 +295,35 @@ pub fn read(args: ReadArgs) -> CmdResult {
 }
 
 pub fn write(args: WriteArgs) -> CmdResult {
+    // The region first: a missing one is reported before any input is read,
+    // and its size bounds how much input is read.
+    let region = Region::open(&args.name, Access::ReadWrite)?;
+    let size = region.size();
+    let room = size.saturating_sub(args.offset);
     let (bytes, is_text) = match (&args.text, &args.file) {
         (Some(text), _) if args.no_nul => (text.as_bytes().to_vec(), false),
         (Some(text), _) => (nul_terminated(text), true),
-        (None, Some(path)) => (read_input(path)?, false),
-        (None, None) => (read_input(Path::new("-"))?, false),
+        (None, Some(path)) => (read_input(path, room)?, false),
+        (None, None) => (read_input(Path::new("-"), room)?, false),
     };
-    let region = Region::open(&args.name, Access::ReadWrite)?;
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    let size = region.size();
     let len = bytes.len() as u64;
-    let end = check_range("write", &args.name, size, args.offset, Some(len)).map_err(|e| {
-        if is_text && args.offset.saturating_add(len) == size + 1 {
-            failure(format!("{e}; the text fits without its NUL (--no-nul)"))
-        } else {
-            e
-        }
-    })?;
-    region.map_mut(args.offset..end)?.write_at(0, &bytes)?;
+    if !is_text && len > room {
+        return Err(failure(format!(
+            "cannot write region \"{}\": the input is more than the {room} bytes that fit at offset {} (the region's size is {size} bytes)",
+            args.name, args.offset
+        )));
+    }
+    // An empty input writes nothing, but a bad offset is still an error.
+    let end =
+        check_range("write", &args.name, size, args.offset, Some(len.max(1))).map_err(|e| {
+            if is_text && args.offset.saturating_add(len) == size + 1 {
+                failure(format!("{e}; the text fits without its NUL (--no-nul)"))
+            } else {
+                e
+            }
+        })?;
+    if !bytes.is_empty() {
+        region.map_mut(args.offset..end)?.write_at(0, &bytes)?;
+    }
     Ok(())
 }

@@ -347,6 +347,31 @@ fn rm_needs_force_for_a_held_region() {
 }
 
 #[test]
+fn write_checks_the_range_before_and_whatever_the_input() {
+    let name = unique("writebounds");
+    let _held = Held::start(&["create", &name, "--size", "16"], "holding it");
+    // An empty input writes nothing, but a bad offset is still an error.
+    let err = support::run_with_input(&["write", &name, "--offset", "1T", "-"], b"")
+        .fails(1)
+        .to_owned();
+    assert!(err.contains("past the end"), "{err}");
+    // Input longer than the room is refused without reading it all.
+    let big = vec![b'x'; 1 << 20];
+    let err = support::run_with_input(&["write", &name, "--offset", "10", "-"], &big)
+        .fails(1)
+        .to_owned();
+    assert!(
+        err.contains("the input is more than the 6 bytes that fit at offset 10 (the region's size is 16 bytes)"),
+        "{err}"
+    );
+    support::run_with_input(&["write", &name, "--offset", "10", "-"], b"abcdef").ok();
+    assert_eq!(
+        run(&["read", &name, "--offset", "10", "--raw"]).ok(),
+        "abcdef"
+    );
+}
+
+#[test]
 fn watch_refuses_to_follow_more_than_it_can_hold_into_a_pipe() {
     let name = unique("watchbig");
     let _held = Held::start(&["create", &name, "--size", "4M"], "holding it");
