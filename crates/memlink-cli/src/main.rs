@@ -12,7 +12,7 @@ mod watch;
 
 use std::error::Error;
 use std::fmt;
-use std::io::{self, ErrorKind as IoErrorKind};
+use std::io::{self, ErrorKind as IoErrorKind, Write};
 use std::process::ExitCode;
 
 use clap::{CommandFactory, Parser, Subcommand, ValueEnum};
@@ -161,10 +161,13 @@ pub fn failure(message: impl Into<String>) -> Box<dyn Error> {
     message.into().into()
 }
 
-/// An error already written to stderr (by a command that goes on after
-/// one fails, as `rm` with several names does).
+/// Errors already written to stderr (by a command that goes on after one
+/// fails, as `rm` with several names does), with the exit status the worst
+/// of them calls for (see [`exit_code`]).
 #[derive(Debug)]
-pub struct AlreadyReported;
+pub struct AlreadyReported {
+    pub exit_code: u8,
+}
 
 impl fmt::Display for AlreadyReported {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -185,20 +188,32 @@ pub fn colour_on_stdout() -> bool {
     anstream::AutoStream::choice(&io::stdout()) != anstream::ColorChoice::Never
 }
 
+/// `ERROR_PIPE_NOT_CONNECTED`: what Wine's WriteFile says where Windows
+/// says `ERROR_NO_DATA` (a broken pipe to std) for a pipe whose reader left.
+const ERROR_PIPE_NOT_CONNECTED: i32 = 233;
+
 /// Whether the error is stdout closing under us (`memlink read ... | head`),
 /// which ends the command quietly, as a Unix filter does.
 fn is_broken_pipe(e: &(dyn Error + 'static)) -> bool {
-    if let Some(e) = e.downcast_ref::<io::Error>() {
-        return e.kind() == IoErrorKind::BrokenPipe;
+    let Some(e) = e.downcast_ref::<io::Error>() else {
+        return false;
+    };
+    e.kind() == IoErrorKind::BrokenPipe
+        || (cfg!(windows) && e.raw_os_error() == Some(ERROR_PIPE_NOT_CONNECTED))
+}
+
+/// A JSON writer's I/O error as the `io::Error` it wraps (which keeps the
+/// OS error code that [`is_broken_pipe`] looks at); other errors unchanged.
+fn unwrap_json_io(e: Box<dyn Error>) -> Box<dyn Error> {
+    match e.downcast::<serde_json::Error>() {
+        Ok(e) if e.is_io() => Box::new(io::Error::from(*e)),
+        Ok(e) => e,
+        Err(e) => e,
     }
-    if let Some(e) = e.downcast_ref::<serde_json::Error>() {
-        return e.io_error_kind() == Some(IoErrorKind::BrokenPipe);
-    }
-    false
 }
 
 /// 2 for what the user typed wrong (an invalid name), 1 for the rest.
-fn exit_code(e: &(dyn Error + 'static)) -> u8 {
+pub fn exit_code(e: &(dyn Error + 'static)) -> u8 {
     match e.downcast_ref::<memlink::Error>() {
         Some(e) if e.kind() == memlink::ErrorKind::InvalidName => 2,
         _ => 1,
@@ -225,20 +240,31 @@ fn main() -> ExitCode {
         Command::DemoReader(args) => demo::reader(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchPeer(args) => bench::peer(args),
-        Command::Completions { shell } => {
-            clap_complete::generate(shell, &mut Cli::command(), "memlink", &mut io::stdout());
-            Ok(())
-        }
+        Command::Completions { shell } => completions(shell),
     };
-    match result {
+    match result.map_err(unwrap_json_io) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) if is_broken_pipe(&*e) => ExitCode::SUCCESS,
-        Err(e) if e.is::<AlreadyReported>() => ExitCode::FAILURE,
-        Err(e) => {
-            report(&*e);
-            ExitCode::from(exit_code(&*e))
-        }
+        Err(e) => match e.downcast_ref::<AlreadyReported>() {
+            Some(reported) => ExitCode::from(reported.exit_code),
+            None => {
+                report(&*e);
+                ExitCode::from(exit_code(&*e))
+            }
+        },
     }
+}
+
+/// Prints the completion script. `clap_complete::generate` panics when it
+/// cannot write, so it writes to memory, and the script goes to stdout with
+/// its error returned (`memlink completions bash | head` ends quietly).
+fn completions(shell: clap_complete::Shell) -> CmdResult {
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut Cli::command(), "memlink", &mut script);
+    let mut out = io::stdout().lock();
+    out.write_all(&script)?;
+    out.flush()?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -375,41 +375,85 @@ pub fn info(args: InfoArgs) -> CmdResult {
 }
 
 pub fn rm(args: RmArgs) -> CmdResult {
-    let mut failed = false;
+    // The worst exit status of the names that failed; 0 if none did.
+    let mut exit_code = 0;
     for name in &args.names {
         if let Err(e) = remove_one(name, args.force) {
-            failed = true;
+            exit_code = exit_code.max(crate::exit_code(&*e));
             crate::report(&*e);
         }
     }
-    if failed {
-        Err(Box::new(crate::AlreadyReported))
-    } else {
+    if exit_code == 0 {
         Ok(())
+    } else {
+        Err(Box::new(crate::AlreadyReported { exit_code }))
     }
+}
+
+/// Whether `memlink::remove` can take a name from the live processes
+/// holding it. Not on Windows, where the kernel drops a name only with the
+/// last handle to its object (the library says `Unsupported`).
+const REMOVE_WHILE_HELD: bool = !cfg!(windows);
+
+/// Whether removing the object without --force is refused: a memlink
+/// last-handle object that live processes hold.
+fn needs_force(info: &ObjectInfo) -> bool {
+    info.is_memlink() && info.lifetime == Lifetime::LastHandle && info.state == State::Alive
 }
 
 fn remove_one(name: &str, force: bool) -> CmdResult {
     let info = memlink::inspect(name).map_err(|e| reframe_remove(name, e))?;
-    let held =
-        info.is_memlink() && info.lifetime == Lifetime::LastHandle && info.state == State::Alive;
-    if held && !force {
-        let kind = info.kind.map_or("region", |k| k.as_str());
-        let holders = describe(vec![info], false).remove(0).holders;
-        let by = match holders.len() {
-            0 => "live processes".to_owned(),
-            _ => join(holders.iter().map(|p| match &p.command {
-                Some(c) => format!("{} ({c})", p.pid),
-                None => p.pid.to_string(),
-            })),
-        };
-        return Err(failure(format!(
-            "cannot remove {kind} \"{name}\": it is held by {by}; it goes away when they close it \
-             (--force removes the name now, and they keep their memory)"
-        )));
+    if !force {
+        if needs_force(&info) {
+            return Err(refuse_held(name, info));
+        }
+        // Another process may have removed the object since that look (a
+        // `reap` of a stale one, or the look itself where the library
+        // reaps what it proves stale) and made a new, live one of the same
+        // name, which must not go without --force: look again right
+        // before removing. This leaves the time between two system calls,
+        // the second look and the unlink, for that to happen; closing it
+        // would need a removal that names the object rather than the
+        // name, which the library does not offer.
+        match memlink::inspect(name) {
+            Ok(now) if needs_force(&now) => return Err(refuse_held(name, now)),
+            Ok(_) => {}
+            // Gone already: nothing is left to remove.
+            Err(e) if e.kind() == memlink::ErrorKind::NotFound => return Ok(()),
+            Err(e) => return Err(reframe_remove(name, e)),
+        }
     }
-    memlink::remove(name)?;
-    Ok(())
+    match memlink::remove(name) {
+        Ok(()) => Ok(()),
+        // Removed by another process since the look above.
+        Err(e) if e.kind() == memlink::ErrorKind::NotFound => Ok(()),
+        // Among the rest, `Unsupported` for a platform that cannot remove a
+        // live name (Windows, --force or not): the library's own words say
+        // why, with nothing to suggest.
+        Err(e) => Err(Box::new(e)),
+    }
+}
+
+/// The refusal to remove a held object without --force, naming who holds
+/// it.
+fn refuse_held(name: &str, info: ObjectInfo) -> Box<dyn std::error::Error> {
+    let kind = info.kind.map_or("region", |k| k.as_str());
+    let holders = describe(vec![info], false).remove(0).holders;
+    let by = match holders.len() {
+        0 => "live processes".to_owned(),
+        _ => join(holders.iter().map(|p| match &p.command {
+            Some(c) => format!("{} ({c})", p.pid),
+            None => p.pid.to_string(),
+        })),
+    };
+    let hint = if REMOVE_WHILE_HELD {
+        " (--force removes the name now, and they keep their memory)"
+    } else {
+        "; this platform cannot remove a name before that"
+    };
+    failure(format!(
+        "cannot remove {kind} \"{name}\": it is held by {by}; it goes away when they close it{hint}"
+    ))
 }
 
 /// `inspect`'s errors, told as the removal they were for.

@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::process::Stdio;
+
 use support::{run, run_with_input, unique, Held};
 
 /// The value of `key` in `memlink info`'s output.
@@ -139,6 +141,30 @@ fn bad_names_are_usage_errors_that_say_what_is_wrong() {
 }
 
 #[test]
+fn rm_exits_with_the_worst_status_of_its_names() {
+    // A bad name is a usage error, as for every other command.
+    assert!(run(&["rm", "bad/na me"])
+        .fails(2)
+        .starts_with("memlink: cannot remove region \"bad/na me\": invalid name"));
+    // A missing name fails (1), a bad one is worse (2), whatever the order;
+    // each is reported.
+    let missing = unique("rm-missing");
+    for args in [["rm", &missing, "bad/name"], ["rm", "bad/name", &missing]] {
+        let out = run(&args);
+        let stderr = out.fails(2);
+        assert!(
+            stderr.contains(&format!("cannot remove region \"{missing}\": not found")),
+            "{stderr}"
+        );
+        assert!(stderr.contains("invalid name"), "{stderr}");
+    }
+    assert_eq!(
+        run(&["rm", &missing]).fails(1),
+        format!("memlink: cannot remove region \"{missing}\": not found")
+    );
+}
+
+#[test]
 fn missing_names_say_so() {
     let name = unique("missing");
     for (args, verb) in [
@@ -228,4 +254,26 @@ fn completions_are_printed_for_each_shell() {
         assert!(out.ok().contains("memlink"), "{shell}");
     }
     assert_eq!(run(&["completions", "tcsh"]).code, Some(2));
+}
+
+#[test]
+fn a_reader_that_leaves_early_ends_the_output_quietly() {
+    // `memlink completions bash | head -1`: the pipe's reader is gone
+    // before the script is written (or, if memlink wins the race, the pipe
+    // takes it all); either way no panic and no error.
+    let mut child = support::memlink(&["completions", "bash"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "");
 }

@@ -159,6 +159,29 @@ fn sync_kind(name: &[u16]) -> Option<ObjectKind> {
     })
 }
 
+/// Whether a look-only open of a name, made after a `Create*W` call for it
+/// failed with `ERROR_ACCESS_DENIED`, shows that the name exists. A create
+/// over an existing name of the same kind opens that object, so it is
+/// denied when the object belongs to another user who did not share it;
+/// but it is denied too when the creation itself is not allowed (a section
+/// in `Global\` without SeCreateGlobalPrivilege), and then the name does
+/// not exist. The probe is denied as well (or finds an object of another
+/// kind, or even opens it) only in the first case.
+pub(super) fn name_is_taken(probe: std::result::Result<OwnedHandle, u32>) -> bool {
+    matches!(
+        probe,
+        Ok(_) | Err(ERROR_ACCESS_DENIED | ERROR_INVALID_HANDLE)
+    )
+}
+
+/// A create refused because the name is another user's object (see
+/// [`name_is_taken`]): the name is taken, as a create over any existing
+/// name is.
+pub(super) fn held_by_another_user(operation: Operation, kind: ObjectKind, name: &Name) -> Error {
+    Error::new(operation, kind, name.given(), ErrorKind::AlreadyExists)
+        .with_detail("held by another user, whose object this user may not open")
+}
+
 /// A NUL-terminated UTF-16 copy of `s`.
 pub(super) fn wide(s: &str) -> Vec<u16> {
     s.encode_utf16().chain(Some(0)).collect()
@@ -215,12 +238,14 @@ fn view_size(section: &OwnedHandle, access: u32) -> io::Result<u64> {
     // view just mapped.
     let filled =
         unsafe { VirtualQuery(view.Value, &mut info, size_of::<MEMORY_BASIC_INFORMATION>()) };
+    // Read now: the unmapping below may change the thread's last error.
+    let query_error = (filled == 0).then(io::Error::last_os_error);
     // SAFETY: `view` is the address MapViewOfFile returned, used no more.
     unsafe { UnmapViewOfFile(view) };
-    if filled == 0 {
-        return Err(io::Error::last_os_error());
+    match query_error {
+        Some(e) => Err(e),
+        None => Ok(info.RegionSize as u64),
     }
-    Ok(info.RegionSize as u64)
 }
 
 /// What a new object of any kind is created with: the security attributes
@@ -459,6 +484,11 @@ fn create_error(name: &Name, kind: ObjectKind, size: u64, code: u32) -> Error {
             .with_detail(format!(
                 "{size} bytes asked, more than the system can commit ({os})"
             )),
+        ERROR_ACCESS_DENIED
+            if name_is_taken(open_section(&wide(&name.windows_name()), SECTION_QUERY)) =>
+        {
+            held_by_another_user(op, kind, name)
+        }
         ERROR_ACCESS_DENIED if name.windows_name().starts_with("Global\\") => {
             Error::os(op, kind, name.given(), os).with_detail(
                 "creating a section in the Global\\ namespace needs the \
@@ -798,11 +828,12 @@ mod tests {
 
         let region = Region::open(&name, Access::ReadWrite).unwrap();
         assert_eq!(region.size(), 4096);
-        assert_eq!(&region.map(0..12).unwrap()[..], b"hello from C");
+        assert_eq!(region.map(0..12).unwrap().to_vec(), b"hello from C");
         region
             .map_mut(4000..4005)
             .unwrap()
-            .copy_from_slice(b"back!");
+            .write_at(0, b"back!")
+            .unwrap();
         assert_eq!(raw.bytes(4000, 5), b"back!");
 
         // And the other way: a region opened by the plain calls.
@@ -811,7 +842,8 @@ mod tests {
         region
             .map_mut(5000..5010)
             .unwrap()
-            .copy_from_slice(b"from Rust\0");
+            .write_at(0, b"from Rust\0")
+            .unwrap();
         let opened = open_section(&wide(&ours), FILE_MAP_READ).unwrap();
         assert_eq!(
             RawView::new(&opened, FILE_MAP_READ).bytes(5000, 9),
@@ -849,19 +881,23 @@ mod tests {
             r => Some(r.unwrap()),
         };
         if let Some(region) = &region {
-            region.map_mut(0..6).unwrap().copy_from_slice(b"global");
+            region
+                .map_mut(0..6)
+                .unwrap()
+                .write_at(0, b"global")
+                .unwrap();
             let opened = open_section(&wide(&global), FILE_MAP_READ).unwrap();
             assert_eq!(RawView::new(&opened, FILE_MAP_READ).bytes(0, 6), b"global");
             let again = Region::open(&global, Access::ReadOnly).unwrap();
-            assert_eq!(&again.map(0..6).unwrap()[..], b"global");
+            assert_eq!(again.map(0..6).unwrap().to_vec(), b"global");
         }
 
         // `Local\NAME` is the session's NAME.
         let local = format!("Local\\{name}-l");
         let region = Region::create(&local, 4096).unwrap();
-        region.map_mut(0..5).unwrap().copy_from_slice(b"local");
+        region.map_mut(0..5).unwrap().write_at(0, b"local").unwrap();
         let plain = Region::open(&format!("{name}-l"), Access::ReadOnly).unwrap();
-        assert_eq!(&plain.map(0..5).unwrap()[..], b"local");
+        assert_eq!(plain.map(0..5).unwrap().to_vec(), b"local");
         let err = Region::create(&format!("{name}-l"), 4096).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
     }
@@ -881,21 +917,23 @@ mod tests {
         region
             .map_mut(near_end..near_end + 11)
             .unwrap()
-            .copy_from_slice(b"far, far in");
+            .write_at(0, b"far, far in")
+            .unwrap();
         let across = (4u64 << 30) - 3; // spans the high/low DWORD split
         region
             .map_mut(across..across + 6)
             .unwrap()
-            .copy_from_slice(b"4 GiB!");
+            .write_at(0, b"4 GiB!")
+            .unwrap();
 
         let reader = Region::open(&name, Access::ReadOnly).unwrap();
         assert_eq!(reader.size(), size);
         assert_eq!(
-            &reader.map(near_end..near_end + 11).unwrap()[..],
+            reader.map(near_end..near_end + 11).unwrap().to_vec(),
             b"far, far in"
         );
-        assert_eq!(&reader.map(across..across + 6).unwrap()[..], b"4 GiB!");
-        assert_eq!(reader.map(size - 1..).unwrap()[0], 0);
+        assert_eq!(reader.map(across..across + 6).unwrap().to_vec(), b"4 GiB!");
+        assert_eq!(reader.map(size - 1..).unwrap().to_vec()[0], 0);
     }
 
     #[test]
@@ -920,7 +958,7 @@ mod tests {
     fn create_of_a_taken_name_is_already_exists_and_leaves_it_alone() {
         let name = unique("taken");
         let region = Region::create(&name, 4096).unwrap();
-        region.map_mut(0..4).unwrap().copy_from_slice(b"mine");
+        region.map_mut(0..4).unwrap().write_at(0, b"mine").unwrap();
         let err = Region::create(&name, 8192).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::AlreadyExists);
         assert_eq!(
@@ -929,7 +967,7 @@ mod tests {
         );
         let reader = Region::open(&name, Access::ReadOnly).unwrap();
         assert_eq!(reader.size(), 4096);
-        assert_eq!(&reader.map(0..4).unwrap()[..], b"mine");
+        assert_eq!(reader.map(0..4).unwrap().to_vec(), b"mine");
     }
 
     #[test]
@@ -961,6 +999,59 @@ mod tests {
     }
 
     #[test]
+    fn a_name_another_user_holds_is_taken() {
+        // An empty DACL lets nobody but the creator's own handle in, as an
+        // object another user made without sharing it looks to this one.
+        let nobody = SecurityDescriptor::from_sddl("D:").unwrap();
+        let attributes = SECURITY_ATTRIBUTES {
+            nLength: size_of::<SECURITY_ATTRIBUTES>() as u32,
+            lpSecurityDescriptor: nobody.0,
+            bInheritHandle: FALSE,
+        };
+        let name = unique("theirs");
+        let wide_name = wide(&name);
+        // SAFETY: a paging-file backed section; the attributes, their
+        // descriptor and the NUL-terminated name outlive the call.
+        let raw = unsafe {
+            CreateFileMappingW(
+                INVALID_HANDLE_VALUE,
+                &attributes,
+                PAGE_READWRITE,
+                0,
+                4096,
+                wide_name.as_ptr(),
+            )
+        };
+        assert!(!raw.is_null(), "{}", io::Error::last_os_error());
+        // SAFETY: a fresh handle owned by nobody else.
+        let _section = unsafe { OwnedHandle::from_raw_handle(raw) };
+        let err = Region::open(&name, Access::ReadOnly).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+        let err = Region::create(&name, 4096).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot create region \"{name}\": already exists: held by another user, \
+                 whose object this user may not open"
+            )
+        );
+
+        let name = unique("theirs-m");
+        let wide_name = wide(&name);
+        // SAFETY: as above; not owned.
+        let raw = unsafe { CreateMutexW(&attributes, FALSE, wide_name.as_ptr()) };
+        assert!(!raw.is_null(), "{}", io::Error::last_os_error());
+        // SAFETY: a fresh handle owned by nobody else.
+        let _mutex = unsafe { OwnedHandle::from_raw_handle(raw) };
+        let err = crate::Mutex::create(&name).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::AlreadyExists, "{err}");
+        assert!(err.to_string().contains("held by another user"), "{err}");
+        let err = crate::Mutex::open(&name).unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::PermissionDenied, "{err}");
+    }
+
+    #[test]
     fn a_read_only_handle_cannot_map_for_writing() {
         let name = unique("ro");
         let _region = Region::create(&name, 4096).unwrap();
@@ -978,9 +1069,9 @@ mod tests {
             .mode(0o666)
             .create(&name, 4096)
             .unwrap();
-        region.map_mut(0..2).unwrap().copy_from_slice(b"ok");
+        region.map_mut(0..2).unwrap().write_at(0, b"ok").unwrap();
         let reader = Region::open(&name, Access::ReadWrite).unwrap();
-        assert_eq!(&reader.map(0..2).unwrap()[..], b"ok");
+        assert_eq!(reader.map(0..2).unwrap().to_vec(), b"ok");
     }
 
     #[test]

@@ -38,7 +38,7 @@ use windows_sys::Win32::System::Threading::{
     INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE, SYNCHRONIZATION_SYNCHRONIZE,
 };
 
-use super::{last_error, os_error, wide, CreationSecurity};
+use super::{held_by_another_user, last_error, name_is_taken, os_error, wide, CreationSecurity};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::object::CreateSpec;
@@ -81,12 +81,15 @@ const OTHER_KIND: &str = "another kind of kernel object (a section, mutex, event
 /// Makes a new named object with `create`, which is given the security
 /// attributes (null for the default DACL) and the NUL-terminated name, and
 /// returns the raw handle. Exclusive: an existing object of that name is an
-/// [`ErrorKind::AlreadyExists`] error.
+/// [`ErrorKind::AlreadyExists`] error, another user's too. `open` is the
+/// matching `Open*W` call, which tells such an object from a create that is
+/// refused outright when `create` is denied access.
 fn create_object(
     name: &Name,
     kind: ObjectKind,
     spec: &CreateSpec,
     create: impl FnOnce(*const SECURITY_ATTRIBUTES, PCWSTR) -> HANDLE,
+    open: OpenFn,
 ) -> Result<OwnedHandle> {
     let op = Operation::Create;
     let security = CreationSecurity::new(name, kind, spec)?;
@@ -104,6 +107,13 @@ fn create_object(
             // a create over a taken name is AlreadyExists, whatever holds it.
             ERROR_INVALID_HANDLE => {
                 Error::new(op, kind, name.given(), ErrorKind::AlreadyExists).with_detail(OTHER_KIND)
+            }
+            // Another user's object of that name, or the creation itself
+            // refused: a look-only open tells them apart.
+            ERROR_ACCESS_DENIED
+                if name_is_taken(open_raw(&wide_name, open, SYNCHRONIZATION_SYNCHRONIZE)) =>
+            {
+                held_by_another_user(op, kind, name)
             }
             code => os_error(op, kind, name, code),
         });
@@ -197,11 +207,17 @@ pub(crate) struct RawMutex {
 
 impl RawMutex {
     pub(crate) fn create(name: &Name, spec: &CreateSpec) -> Result<RawMutex> {
-        let handle = create_object(name, ObjectKind::Mutex, spec, |sa, wide_name| {
-            // SAFETY: the attributes (or null) and the NUL-terminated name
-            // are valid for the call (see `create_object`); not owned.
-            unsafe { CreateMutexW(sa, FALSE, wide_name) }
-        })?;
+        let handle = create_object(
+            name,
+            ObjectKind::Mutex,
+            spec,
+            |sa, wide_name| {
+                // SAFETY: the attributes (or null) and the NUL-terminated name
+                // are valid for the call (see `create_object`); not owned.
+                unsafe { CreateMutexW(sa, FALSE, wide_name) }
+            },
+            OpenMutexW,
+        )?;
         Ok(RawMutex {
             handle,
             name: name.clone(),
@@ -270,12 +286,18 @@ impl RawSemaphore {
                 i32::MAX
             )));
         };
-        let handle = create_object(name, kind, spec, |sa, wide_name| {
-            // SAFETY: the attributes (or null) and the NUL-terminated name
-            // are valid for the call (see `create_object`); the counts were
-            // checked by the caller (0 <= initial <= max, max >= 1).
-            unsafe { CreateSemaphoreW(sa, initial_count, max_count, wide_name) }
-        })?;
+        let handle = create_object(
+            name,
+            kind,
+            spec,
+            |sa, wide_name| {
+                // SAFETY: the attributes (or null) and the NUL-terminated name
+                // are valid for the call (see `create_object`); the counts were
+                // checked by the caller (0 <= initial <= max, max >= 1).
+                unsafe { CreateSemaphoreW(sa, initial_count, max_count, wide_name) }
+            },
+            OpenSemaphoreW,
+        )?;
         Ok(RawSemaphore {
             handle,
             name: name.clone(),
@@ -398,11 +420,17 @@ impl RawEvent {
     ) -> Result<RawEvent> {
         let manual = BOOL::from(reset == EventReset::Manual);
         let initial = BOOL::from(initially_set);
-        let handle = create_object(name, ObjectKind::Event, spec, |sa, wide_name| {
-            // SAFETY: the attributes (or null) and the NUL-terminated name
-            // are valid for the call (see `create_object`).
-            unsafe { CreateEventW(sa, manual, initial, wide_name) }
-        })?;
+        let handle = create_object(
+            name,
+            ObjectKind::Event,
+            spec,
+            |sa, wide_name| {
+                // SAFETY: the attributes (or null) and the NUL-terminated name
+                // are valid for the call (see `create_object`).
+                unsafe { CreateEventW(sa, manual, initial, wide_name) }
+            },
+            OpenEventW,
+        )?;
         Ok(RawEvent {
             handle,
             name: name.clone(),
