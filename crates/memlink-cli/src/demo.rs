@@ -27,9 +27,16 @@ const SIZE: u64 = 4096;
 /// Process 2 copies out at most this much, as the seed does.
 const READ_LIMIT: u64 = 256;
 
-fn say(process: u8, what: impl AsRef<str>) {
+/// Prints one step; an error (a closed pipe) ends the demo through the
+/// usual error path, so the region is still closed properly.
+fn say(process: u8, what: impl AsRef<str>) -> std::io::Result<()> {
+    use std::io::Write;
     let indent = if process == 1 { "" } else { "    " };
-    println!("{indent}[process {process}] {}", what.as_ref());
+    writeln!(
+        std::io::stdout(),
+        "{indent}[process {process}] {}",
+        what.as_ref()
+    )
 }
 
 pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
@@ -44,14 +51,14 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
     say(
         1,
         format!("Create mapping of Data: creating region \"{name}\", {SIZE} bytes"),
-    );
+    )?;
     let region = match Region::create(name, SIZE) {
         Ok(region) => region,
         Err(e) if e.kind() == ErrorKind::AlreadyExists => {
             say(
                 1,
                 "a mapping of that name already exists; closing and stopping",
-            );
+            )?;
             return Err(e.into());
         }
         Err(e) => return Err(e.into()),
@@ -60,7 +67,7 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
     say(
         1,
         format!("mapped a read-write view of all {} bytes", view.len()),
-    );
+    )?;
     view.fill(0);
     view.write_at(0, args.text.as_bytes())?;
     say(
@@ -70,29 +77,29 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
             args.text,
             args.text.len()
         ),
-    );
+    )?;
     drop(view);
     say(
         1,
         "unmapped the view; the handle stays open, or nobody could open the region",
-    );
+    )?;
 
     let exe = std::env::current_exe()?;
     say(
         1,
         format!("starting process 2: {} demo-reader {name}", exe.display()),
-    );
+    )?;
     let status = Command::new(&exe).args(["demo-reader", name]).status()?;
     if !status.success() {
         return Err(format!("process 2 failed: {status}").into());
     }
-    say(1, "process 2 has finished");
+    say(1, "process 2 has finished")?;
 
     drop(region);
-    say(1, "Close mapping of Data: closed the handle, the last one");
+    say(1, "Close mapping of Data: closed the handle, the last one")?;
     match Region::open(name, Access::ReadOnly) {
         Err(e) if e.kind() == ErrorKind::NotFound => {
-            say(1, format!("opening it again fails, as on Windows: {e}"));
+            say(1, format!("opening it again fails, as on Windows: {e}"))?;
             Ok(())
         }
         Err(e) => Err(e.into()),
@@ -105,7 +112,7 @@ pub fn reader(args: ReaderArgs) -> Result<(), Box<dyn Error>> {
     let region = match Region::open(name, Access::ReadOnly) {
         Ok(region) => region,
         Err(e) => {
-            say(2, "cannot open the mapping");
+            say(2, "cannot open the mapping")?;
             return Err(e.into());
         }
     };
@@ -115,7 +122,7 @@ pub fn reader(args: ReaderArgs) -> Result<(), Box<dyn Error>> {
             "Open mapping and get Data: opened \"{name}\" read-only, {} bytes",
             region.size()
         ),
-    );
+    )?;
     let view = region.map(0..READ_LIMIT.min(region.size()))?;
     let bytes = view.to_vec();
     let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
@@ -125,9 +132,9 @@ pub fn reader(args: ReaderArgs) -> Result<(), Box<dyn Error>> {
             "mapped a read-only view and read up to the NUL: {:?}",
             String::from_utf8_lossy(text)
         ),
-    );
+    )?;
     drop(view);
     drop(region);
-    say(2, "unmapped the view and closed its handle");
+    say(2, "unmapped the view and closed its handle")?;
     Ok(())
 }

@@ -44,3 +44,33 @@ fn demo_reports_a_taken_name() {
         format!("memlink: cannot create region \"{name}\": already exists")
     );
 }
+
+#[test]
+fn demo_ends_quietly_when_its_output_is_closed() {
+    use std::process::Stdio;
+    let name = format!("memlink-demo-pipe-{}", std::process::id());
+    let mut child = Command::new(env!("CARGO_BIN_EXE_memlink"))
+        .args(["demo", "--name", &name])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Close the reading end before the demo writes anything, as a `head`
+    // that has seen enough does: every write then fails with EPIPE.
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(
+        out.status.code().is_some_and(|c| c == 0),
+        "{:?}: {stderr}",
+        out.status
+    );
+    assert_eq!(
+        memlink::Region::open(&name, memlink::Access::ReadOnly)
+            .unwrap_err()
+            .kind(),
+        memlink::ErrorKind::NotFound,
+        "the region was closed on the way out"
+    );
+}
