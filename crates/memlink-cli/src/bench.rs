@@ -22,12 +22,12 @@ use std::sync::mpsc::Receiver;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use comfy_table::{presets, Attribute, Cell, CellAlignment, Table};
+use comfy_table::{Attribute, Cell, CellAlignment};
 use memlink::{Access, ErrorKind, Event, EventReset, Region, RegionOptions, ViewMut};
 use serde::Serialize;
 
 use crate::units::{self, human_size};
-use crate::{colour_on_stdout, failure, signals, CmdResult};
+use crate::{failure, signals, CmdResult};
 
 #[derive(clap::Args)]
 pub struct BenchArgs {
@@ -576,13 +576,7 @@ fn print_report(report: &Report) -> CmdResult {
         ],
     ];
 
-    let mut table = Table::new();
-    table.load_preset(presets::NOTHING);
-    if colour_on_stdout() {
-        table.enforce_styling();
-    } else {
-        table.force_no_tty();
-    }
+    let mut table = crate::objects::plain_table();
     table.set_header(
         ["MEASURE", "MEMLINK", "REFERENCE", "RATIO"]
             .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),

@@ -196,7 +196,7 @@ fn state_cell(info: &ObjectInfo) -> Cell {
 
 /// A borderless table (as `ps` or `ip` print them), styled only where
 /// colour is on.
-fn plain_table() -> Table {
+pub(crate) fn plain_table() -> Table {
     let mut table = Table::new();
     table.load_preset(presets::NOTHING);
     if colour_on_stdout() {

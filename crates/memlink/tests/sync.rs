@@ -12,7 +12,7 @@ struct Pair {
     a: u64,
     b: u64,
 }
-use support::{hear, role, say, unique_name, Child, DEADLINE};
+use support::{go_together, hear, role, say, unique_name, Child, DEADLINE};
 
 /// Not a test: the entry point of the child processes the tests start.
 #[test]
@@ -116,12 +116,7 @@ fn a_mutex_serialises_increments_from_many_processes() {
     let mut children: Vec<Child> = (0..processes)
         .map(|_| Child::spawn("count", &[&region_name, &mutex_name, &rounds.to_string()]))
         .collect();
-    for child in &children {
-        child.expect("ready");
-    }
-    for child in &mut children {
-        child.tell("go");
-    }
+    go_together(&mut children);
     for child in children {
         child.expect("done");
         child.finish();
@@ -406,12 +401,7 @@ fn shared_plain_data_stays_consistent_across_processes_and_crashes() {
     let mut children: Vec<Child> = (0..3)
         .map(|_| Child::spawn("shared_add", &[&name, "20000"]))
         .collect();
-    for child in &children {
-        child.expect("ready");
-    }
-    for child in &mut children {
-        child.tell("go");
-    }
+    go_together(&mut children);
     for child in children {
         child.expect("done");
         child.finish();

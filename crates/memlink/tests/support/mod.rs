@@ -52,6 +52,17 @@ pub fn hear() -> Option<String> {
     }
 }
 
+/// Waits until every child says "ready", then tells them all "go", so
+/// that they start their work as close together as processes can.
+pub fn go_together(children: &mut [Child]) {
+    for child in children.iter() {
+        child.expect("ready");
+    }
+    for child in children.iter_mut() {
+        child.tell("go");
+    }
+}
+
 pub struct Child {
     process: std::process::Child,
     lines: Receiver<String>,
