@@ -4,8 +4,6 @@
 
 mod support;
 
-use std::process::Stdio;
-
 use support::{run, run_with_input, unique, Held};
 
 /// The value of `key` in `memlink info`'s output.
@@ -261,14 +259,7 @@ fn a_reader_that_leaves_early_ends_the_output_quietly() {
     // `memlink completions bash | head -1`: the pipe's reader is gone
     // before the script is written (or, if memlink wins the race, the pipe
     // takes it all); either way no panic and no error.
-    let mut child = support::memlink(&["completions", "bash"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_with_output_closed(&["completions", "bash"]);
     assert_eq!(
         out.status.code(),
         Some(0),

@@ -1,5 +1,7 @@
 //! The seeds' demo, run as a user would.
 
+mod support;
+
 use std::process::Command;
 
 #[test]
@@ -47,18 +49,8 @@ fn demo_reports_a_taken_name() {
 
 #[test]
 fn demo_ends_quietly_when_its_output_is_closed() {
-    use std::process::Stdio;
     let name = format!("memlink-demo-pipe-{}", std::process::id());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_memlink"))
-        .args(["demo", "--name", &name])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Close the reading end before the demo writes anything, as a `head`
-    // that has seen enough does: every write then fails with EPIPE.
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
+    let out = support::run_with_output_closed(&["demo", "--name", &name]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(

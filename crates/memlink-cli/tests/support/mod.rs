@@ -78,6 +78,20 @@ pub fn run(args: &[&str]) -> Run {
     Run::from(memlink(args).stdin(Stdio::null()).output().unwrap())
 }
 
+/// Runs `memlink args...` with the reading end of its stdout closed before
+/// it writes anything, as `memlink ... | head -1` leaves it once `head` has
+/// seen enough: every write then fails with EPIPE.
+pub fn run_with_output_closed(args: &[&str]) -> std::process::Output {
+    let mut child = memlink(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    child.wait_with_output().unwrap()
+}
+
 /// Runs `memlink args...` with `input` on its standard input.
 pub fn run_with_input(args: &[&str], input: &[u8]) -> Run {
     use std::io::Write;
