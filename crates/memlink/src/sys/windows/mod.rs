@@ -21,8 +21,10 @@
 //! test records 0x123 bytes as 0x1000). The creator's handle reports the
 //! size it asked for.
 
+mod messaging;
 mod sync;
 
+pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::ffi::c_void;
