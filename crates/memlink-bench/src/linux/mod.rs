@@ -1,0 +1,745 @@
+//! The benchmark on Linux: the driver (this process, pinned to the first
+//! CPU) times its side of each batch; the peer (this binary again, started
+//! with the hidden `--peer`) serves the other side, pinned per batch.
+//!
+//! The peer takes one command line per batch on its standard input
+//! (`<contender> <count> <cpu>`), pins itself, answers `go`, serves the
+//! batch (one-way streams end with `done`) and reads the next. Its every
+//! wait is bounded, and it ends when its standard input closes. The pipe
+//! contender's messages go over the same two pipes.
+//!
+//! Every figure is the median over batches; the batches of all contenders
+//! of a group alternate (one of each per round, after a round to warm up),
+//! so load from elsewhere falls on all alike, and each ratio is the median
+//! of the per-batch ratios of figures measured in the same rounds.
+
+mod ends;
+mod sys;
+
+use std::error::Error;
+use std::fmt::Display;
+use std::io::{self, BufRead, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::process::{Child, ChildStdin, ChildStdout, Command, ExitCode, Stdio};
+use std::time::{Duration, Instant};
+
+use clap::{Parser, ValueEnum};
+use comfy_table::{Attribute, Cell, CellAlignment, Table};
+use serde::Serialize;
+
+use ends::{Contender, Ends, Library, Side, SUBSCRIBER_COUNTS};
+
+pub type Res<T = ()> = Result<T, Box<dyn Error + Send + Sync>>;
+
+pub fn fail(message: impl Into<String>) -> Box<dyn Error + Send + Sync> {
+    message.into().into()
+}
+
+/// Names what failed.
+pub trait Context<T> {
+    fn context(self, what: impl Display) -> Res<T>;
+}
+
+impl<T, E: Display> Context<T> for Result<T, E> {
+    fn context(self, what: impl Display) -> Res<T> {
+        self.map_err(|e| fail(format!("{what}: {e}")))
+    }
+}
+
+/// memlink's publish/subscribe against iceoryx2 0.10, a Unix socket, a
+/// pipe, a bare futex ping-pong and the cache-line floor, between two
+/// processes, in one run, alternating batches.
+#[derive(Parser)]
+#[command(name = "memlink-bench", version)]
+struct Args {
+    /// Small counts and 5 batches: a first look in a few seconds (noisier).
+    #[arg(short, long)]
+    quick: bool,
+    /// Print a JSON object, with every batch's figures, instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// How many measured batches each figure is the median of, after one
+    /// round to warm up [default: 21; with --quick, 5].
+    #[arg(short, long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=1000))]
+    rounds: Option<u32>,
+    /// Measure only these groups (comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
+    only: Vec<Group>,
+    /// Serve as the peer process of the run named TAG (internal).
+    #[arg(long, hide = true, value_name = "TAG")]
+    peer: Option<String>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Group {
+    /// 64 B polling round trips, and zero-copy 4 KiB and 1 MiB ones.
+    Polling,
+    /// 64 B blocking round trips, on one vCPU and on two.
+    Blocking,
+    /// One-way throughput of 64 B messages, every one delivered.
+    Throughput,
+    /// Cost of a send with 1, 8 and 64 idle subscribers.
+    SendCost,
+}
+
+pub fn main() -> ExitCode {
+    let args = Args::parse();
+    // Warnings and errors only: iceoryx2 logs to standard error.
+    iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
+    let result = match &args.peer {
+        Some(tag) => serve(tag),
+        None => drive(&args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            let who = if args.peer.is_some() {
+                "memlink-bench (peer)"
+            } else {
+                "memlink-bench"
+            };
+            eprintln!("{who}: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Round trips or messages per batch.
+struct Counts {
+    rounds: usize,
+    polls: u32,
+    slices: u32,
+    blocking_same: u32,
+    blocking_apart: u32,
+    stream: u32,
+    sends: u32,
+}
+
+impl Counts {
+    fn new(args: &Args) -> Counts {
+        let mut counts = if args.quick {
+            Counts {
+                rounds: 5,
+                polls: 2_000,
+                slices: 1_000,
+                blocking_same: 200,
+                blocking_apart: 30,
+                stream: 20_000,
+                sends: 5_000,
+            }
+        } else {
+            Counts {
+                rounds: 21,
+                polls: 20_000,
+                slices: 10_000,
+                blocking_same: 2_000,
+                blocking_apart: 300,
+                stream: 200_000,
+                sends: 20_000,
+            }
+        };
+        if let Some(rounds) = args.rounds {
+            counts.rounds = rounds as usize;
+        }
+        counts
+    }
+}
+
+/// What `--json` prints. Each figure is the median of its batches.
+#[derive(Serialize)]
+struct Report {
+    batches: usize,
+    /// The CPUs the processes are pinned to: the driver always to the
+    /// first; the peer to the first ("same vCPU") or the second.
+    cpus: [usize; 2],
+    figures: Vec<Figure>,
+    comparisons: Vec<Comparison>,
+}
+
+#[derive(Serialize)]
+struct Figure {
+    key: String,
+    label: String,
+    unit: &'static str,
+    /// Round trips, messages or sends per batch.
+    count: u32,
+    median: f64,
+    batches: Vec<f64>,
+}
+
+#[derive(Serialize)]
+struct Comparison {
+    figure: String,
+    reference: String,
+    /// Figure over reference, the median of the per-batch ratios.
+    ratio: f64,
+    aim: Option<Aim>,
+    met: Option<bool>,
+}
+
+#[derive(Clone, Copy, Serialize)]
+#[serde(rename_all = "snake_case")]
+enum Aim {
+    AtMost(f64),
+    AtLeast(f64),
+}
+
+impl Aim {
+    fn met(self, ratio: f64) -> bool {
+        match self {
+            Aim::AtMost(limit) => ratio <= limit,
+            Aim::AtLeast(limit) => ratio >= limit,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Unit {
+    /// µs per round trip.
+    Micros,
+    /// Millions of messages per second.
+    MegaMessages,
+    /// ns per send.
+    Nanos,
+}
+
+impl Unit {
+    fn name(self) -> &'static str {
+        match self {
+            Unit::Micros => "µs",
+            Unit::MegaMessages => "M msg/s",
+            Unit::Nanos => "ns",
+        }
+    }
+
+    fn of(self, elapsed: Duration, count: u32) -> f64 {
+        let seconds = elapsed.as_secs_f64();
+        match self {
+            Unit::Micros => seconds * 1e6 / f64::from(count),
+            Unit::MegaMessages => f64::from(count) / seconds / 1e6,
+            Unit::Nanos => seconds * 1e9 / f64::from(count),
+        }
+    }
+
+    fn format(self, value: f64) -> String {
+        let decimals = match value {
+            v if v < 1.0 => 3,
+            v if v < 10.0 => 2,
+            v if v < 100.0 => 1,
+            _ => 0,
+        };
+        format!("{value:.decimals$} {}", self.name())
+    }
+}
+
+/// What one batch of a figure does.
+#[derive(Clone, Copy)]
+enum Job {
+    /// A contender with the peer pinned to this CPU.
+    Peer(Contender, usize),
+    /// Sends from the driver alone, the peer's subscribers idle.
+    SendCost(Library, usize),
+}
+
+struct Spec {
+    key: String,
+    label: String,
+    unit: Unit,
+    job: Job,
+    count: u32,
+}
+
+fn spec(key: &str, label: &str, unit: Unit, job: Job, count: u32) -> Spec {
+    Spec {
+        key: key.to_owned(),
+        label: label.to_owned(),
+        unit,
+        job,
+        count,
+    }
+}
+
+/// The median (the upper one for an even count); `figures` is not empty.
+fn median(figures: impl IntoIterator<Item = f64>) -> f64 {
+    let mut sorted: Vec<f64> = figures.into_iter().collect();
+    sorted.sort_by(f64::total_cmp);
+    sorted[sorted.len() / 2]
+}
+
+/// The peer process, ended (and waited for) when dropped.
+struct Peer {
+    child: Child,
+    to: Option<ChildStdin>,
+    from: ChildStdout,
+}
+
+impl Peer {
+    fn start(tag: &str) -> Res<Peer> {
+        let exe = std::env::current_exe().context("finding this program to start its peer")?;
+        let mut child = Command::new(&exe)
+            .args(["--peer", tag])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context(format!("starting the peer process {}", exe.display()))?;
+        let to = child.stdin.take();
+        let from = child.stdout.take().expect("stdout is piped");
+        Ok(Peer { child, to, from })
+    }
+
+    /// Reads the peer's next line, which must be `want`.
+    fn expect_line(&mut self, want: &str) -> Res {
+        let mut line = Vec::new();
+        let mut byte = [0u8];
+        while byte[0] != b'\n' {
+            match self.from.read(&mut byte) {
+                Ok(0) => {
+                    return Err(fail(
+                        "the peer process has ended (its error, if any, is above)",
+                    ))
+                }
+                Ok(_) => line.push(byte[0]),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(fail(format!("reading from the peer process: {e}"))),
+            }
+        }
+        let got = String::from_utf8_lossy(&line[..line.len() - 1]);
+        if got != want {
+            return Err(fail(format!(
+                "the peer process said {got:?}, expected {want:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Tells the peer to serve `count` of `contender` pinned to `cpu`;
+    /// returns when it is ready.
+    fn command(&mut self, contender: Contender, count: u32, cpu: usize) -> Res {
+        let to = self.to.as_mut().expect("open until dropped");
+        writeln!(to, "{} {count} {cpu}", contender.key())
+            .and_then(|()| to.flush())
+            .context("writing to the peer process")?;
+        self.expect_line("go")
+    }
+}
+
+impl Drop for Peer {
+    /// Closes the peer's standard input, which ends it between batches;
+    /// kills it if it has not ended soon after (in the middle of a batch,
+    /// after an error here).
+    fn drop(&mut self) {
+        drop(self.to.take());
+        let deadline = Instant::now() + Duration::from_secs(2);
+        while Instant::now() < deadline {
+            match self.child.try_wait() {
+                Ok(Some(_)) => return,
+                Ok(None) => std::thread::sleep(Duration::from_millis(5)),
+                Err(_) => break,
+            }
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The driver's state: its ends and the peer.
+struct Driver {
+    ends: Ends,
+    peer: Peer,
+    rounds: usize,
+}
+
+impl Driver {
+    fn batch(&mut self, spec: &Spec) -> Res<f64> {
+        let elapsed = match spec.job {
+            Job::Peer(contender, cpu) => {
+                self.peer.command(contender, spec.count, cpu)?;
+                let start = Instant::now();
+                let to = self.peer.to.as_mut().expect("open until dropped");
+                self.ends
+                    .run(contender, spec.count, &mut self.peer.from, to)
+                    .context(format!("measuring {}", spec.label))?;
+                if contender.is_stream() {
+                    self.peer.expect_line("done")?;
+                }
+                start.elapsed()
+            }
+            Job::SendCost(library, subscribers) => {
+                let start = Instant::now();
+                self.ends
+                    .send_cost(library, subscribers, spec.count)
+                    .context(format!("measuring {}", spec.label))?;
+                start.elapsed()
+            }
+        };
+        Ok(spec.unit.of(elapsed, spec.count))
+    }
+
+    /// One round of every spec to warm up, then `rounds` rounds.
+    fn measure(&mut self, specs: Vec<Spec>) -> Res<Vec<Figure>> {
+        for spec in &specs {
+            self.batch(spec)?;
+        }
+        let mut batches = vec![Vec::with_capacity(self.rounds); specs.len()];
+        for _ in 0..self.rounds {
+            for (spec, figures) in specs.iter().zip(&mut batches) {
+                figures.push(self.batch(spec)?);
+            }
+        }
+        Ok(specs
+            .into_iter()
+            .zip(batches)
+            .map(|(spec, batches)| Figure {
+                key: spec.key,
+                label: spec.label,
+                unit: spec.unit.name(),
+                count: spec.count,
+                median: median(batches.iter().copied()),
+                batches,
+            })
+            .collect())
+    }
+}
+
+fn drive(args: &Args) -> Res {
+    let counts = Counts::new(args);
+    let cpus = sys::two_cpus()?;
+    sys::pin_to(cpus[0])?;
+    let tag = format!("memlink-bench-{}", std::process::id());
+    let listener = UnixListener::bind_addr(&ends::socket_address(&tag)?)
+        .context("listening on the Unix socket")?;
+    let ends = Ends::new(Side::Driver, &tag)?;
+    let mut peer = Peer::start(&tag)?;
+    // The peer has joined every service and connected the socket.
+    peer.expect_line("ready")?;
+    let (socket, _) = listener
+        .accept()
+        .context("accepting the peer's Unix socket")?;
+    let mut driver = Driver {
+        ends,
+        peer,
+        rounds: counts.rounds,
+    };
+    driver.ends.set_socket(socket)?;
+
+    let wanted = |group| args.only.is_empty() || args.only.contains(&group);
+    let mut figures = Vec::new();
+    let apart = cpus[1];
+    if wanted(Group::Polling) {
+        use Contender::*;
+        let (n, s) = (counts.polls, counts.slices);
+        figures.extend(driver.measure(vec![
+            spec(
+                "poll.floor1",
+                "floor, 1 line by turns, RTT",
+                Unit::Micros,
+                Job::Peer(FloorOneLine, apart),
+                n,
+            ),
+            spec(
+                "poll.floor2",
+                "floor, 2 lines, RTT",
+                Unit::Micros,
+                Job::Peer(FloorTwoLines, apart),
+                n,
+            ),
+            spec(
+                "poll.memlink",
+                "memlink 64 B polling RTT",
+                Unit::Micros,
+                Job::Peer(MemlinkPoll, apart),
+                n,
+            ),
+            spec(
+                "poll.iceoryx2",
+                "iceoryx2 64 B polling RTT",
+                Unit::Micros,
+                Job::Peer(IceoryxPoll, apart),
+                n,
+            ),
+            spec(
+                "poll.memlink_4k",
+                "memlink 4 KiB zero-copy RTT",
+                Unit::Micros,
+                Job::Peer(MemlinkSlice4K, apart),
+                s,
+            ),
+            spec(
+                "poll.memlink_1m",
+                "memlink 1 MiB zero-copy RTT",
+                Unit::Micros,
+                Job::Peer(MemlinkSlice1M, apart),
+                s,
+            ),
+            spec(
+                "poll.iceoryx2_4k",
+                "iceoryx2 4 KiB zero-copy RTT",
+                Unit::Micros,
+                Job::Peer(IceoryxSlice4K, apart),
+                s,
+            ),
+            spec(
+                "poll.iceoryx2_1m",
+                "iceoryx2 1 MiB zero-copy RTT",
+                Unit::Micros,
+                Job::Peer(IceoryxSlice1M, apart),
+                s,
+            ),
+        ])?);
+    }
+    if wanted(Group::Blocking) {
+        for (place, cpu, n, where_) in [
+            ("same", cpus[0], counts.blocking_same, "same vCPU"),
+            ("apart", cpus[1], counts.blocking_apart, "2 vCPUs"),
+        ] {
+            let blocking = |key: &str, label: &str, contender| {
+                spec(
+                    &format!("block_{place}.{key}"),
+                    &format!("{label} 64 B RTT, {where_}"),
+                    Unit::Micros,
+                    Job::Peer(contender, cpu),
+                    n,
+                )
+            };
+            figures.extend(driver.measure(vec![
+                blocking("futex", "bare futex", Contender::Futex),
+                blocking("memlink", "memlink recv()", Contender::MemlinkBlocking),
+                blocking("iceoryx2", "iceoryx2 + event", Contender::IceoryxEvent),
+                blocking("unix_socket", "Unix socket", Contender::UnixSocket),
+                blocking("pipe", "pipe", Contender::Pipe),
+            ])?);
+        }
+    }
+    if wanted(Group::Throughput) {
+        let n = counts.stream;
+        let stream = |key: &str, label: &str, contender| {
+            spec(
+                &format!("stream.{key}"),
+                &format!("{label} 64 B one-way, all delivered"),
+                Unit::MegaMessages,
+                Job::Peer(contender, apart),
+                n,
+            )
+        };
+        figures.extend(driver.measure(vec![
+            stream("ring", "bare SPSC ring", Contender::RingStream),
+            stream("memlink", "memlink (Block)", Contender::MemlinkStream),
+            stream(
+                "iceoryx2",
+                "iceoryx2 (no overflow)",
+                Contender::IceoryxStream,
+            ),
+        ])?);
+    }
+    if wanted(Group::SendCost) {
+        let mut specs = Vec::new();
+        for (library, name) in [
+            (Library::Memlink, "memlink"),
+            (Library::Iceoryx2, "iceoryx2"),
+        ] {
+            for subscribers in SUBSCRIBER_COUNTS {
+                specs.push(spec(
+                    &format!("send.{name}_{subscribers}"),
+                    &format!("{name} send, {subscribers} idle subscribers"),
+                    Unit::Nanos,
+                    Job::SendCost(library, subscribers),
+                    counts.sends,
+                ));
+            }
+        }
+        figures.extend(driver.measure(specs)?);
+    }
+    drop(driver);
+
+    let comparisons = compare(&figures);
+    let report = Report {
+        batches: counts.rounds,
+        cpus,
+        figures,
+        comparisons,
+    };
+    let mut out = io::stdout().lock();
+    if args.json {
+        serde_json::to_writer_pretty(&mut out, &report).context("writing the report")?;
+        writeln!(out).context("writing the report")?;
+        return Ok(());
+    }
+    print_table(&report, &mut out).context("writing the report")
+}
+
+/// Figure key, reference key, aim: the aims of issue 9 and the context
+/// around them. Comparisons of figures not measured are left out.
+const COMPARISONS: &[(&str, &str, Option<Aim>)] = &[
+    ("poll.memlink", "poll.floor2", Some(Aim::AtMost(1.5))),
+    (
+        "poll.memlink",
+        "poll.iceoryx2",
+        Some(Aim::AtMost(1.0 / 3.0)),
+    ),
+    ("poll.iceoryx2", "poll.floor2", None),
+    ("poll.floor2", "poll.floor1", None),
+    ("poll.memlink_1m", "poll.memlink", Some(Aim::AtMost(1.5))),
+    ("poll.memlink_4k", "poll.memlink", None),
+    ("poll.iceoryx2_1m", "poll.iceoryx2", None),
+    ("poll.memlink_4k", "poll.iceoryx2_4k", None),
+    ("poll.memlink_1m", "poll.iceoryx2_1m", None),
+    (
+        "block_same.memlink",
+        "block_same.futex",
+        Some(Aim::AtMost(1.2)),
+    ),
+    ("block_same.iceoryx2", "block_same.futex", None),
+    ("block_same.unix_socket", "block_same.futex", None),
+    ("block_same.pipe", "block_same.futex", None),
+    (
+        "block_apart.memlink",
+        "block_apart.futex",
+        Some(Aim::AtMost(1.2)),
+    ),
+    ("block_apart.iceoryx2", "block_apart.futex", None),
+    ("block_apart.unix_socket", "block_apart.futex", None),
+    ("block_apart.pipe", "block_apart.futex", None),
+    ("stream.memlink", "stream.iceoryx2", Some(Aim::AtLeast(3.0))),
+    ("stream.memlink", "stream.ring", None),
+    ("stream.iceoryx2", "stream.ring", None),
+    ("send.memlink_64", "send.memlink_1", Some(Aim::AtMost(1.2))),
+    ("send.memlink_8", "send.memlink_1", None),
+    ("send.iceoryx2_64", "send.iceoryx2_1", None),
+    ("send.iceoryx2_8", "send.iceoryx2_1", None),
+    ("send.memlink_64", "send.iceoryx2_64", None),
+];
+
+fn compare(figures: &[Figure]) -> Vec<Comparison> {
+    let find = |key: &str| figures.iter().find(|f| f.key == key);
+    COMPARISONS
+        .iter()
+        .filter_map(|&(figure, reference, aim)| {
+            let (f, r) = (find(figure)?, find(reference)?);
+            let ratio = median(f.batches.iter().zip(&r.batches).map(|(f, r)| f / r));
+            Some(Comparison {
+                figure: figure.to_owned(),
+                reference: reference.to_owned(),
+                ratio,
+                aim,
+                met: aim.map(|aim| aim.met(ratio)),
+            })
+        })
+        .collect()
+}
+
+fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
+    let find = |key: &str| {
+        report
+            .figures
+            .iter()
+            .find(|f| f.key == key)
+            .expect("compared figures were measured")
+    };
+    let format = |f: &Figure| {
+        let unit = [Unit::Micros, Unit::MegaMessages, Unit::Nanos]
+            .into_iter()
+            .find(|u| u.name() == f.unit)
+            .expect("one of the units");
+        unit.format(f.median)
+    };
+    let mut table = Table::new();
+    table.load_preset(comfy_table::presets::NOTHING);
+    table.set_header(
+        ["MEASURE", "FIGURE", "REFERENCE", "", "RATIO", "AIM"]
+            .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
+    );
+    for c in &report.comparisons {
+        let (f, r) = (find(&c.figure), find(&c.reference));
+        let aim = match (c.aim, c.met) {
+            (Some(Aim::AtMost(x)), Some(met)) => {
+                format!("≤ {x:.2}x {}", if met { "met" } else { "MISSED" })
+            }
+            (Some(Aim::AtLeast(x)), Some(met)) => {
+                format!("≥ {x:.2}x {}", if met { "met" } else { "MISSED" })
+            }
+            _ => "-".to_owned(),
+        };
+        table.add_row([
+            f.label.clone(),
+            format(f),
+            format(r),
+            r.label.clone(),
+            format!("{:.2}x", c.ratio),
+            aim,
+        ]);
+    }
+    let columns = table.column_count();
+    for (i, column) in table.column_iter_mut().enumerate() {
+        column.set_padding((0, if i + 1 == columns { 0 } else { 2 }));
+        if i == 1 || i == 2 || i == 4 {
+            column.set_cell_alignment(CellAlignment::Right);
+        }
+    }
+    writeln!(
+        out,
+        "median of {} batches per figure; a ratio is the median of the per-batch ratios \
+         (figure / reference); driver on CPU {}, peer on CPU {} unless \"same vCPU\"",
+        report.batches, report.cpus[0], report.cpus[1]
+    )?;
+    for line in table.lines() {
+        writeln!(out, "{}", line.trim_end())?;
+    }
+    Ok(())
+}
+
+/// The peer: joins everything, then serves batches until its standard
+/// input closes.
+fn serve(tag: &str) -> Res {
+    let mut ends = Ends::new(Side::Peer, tag)?;
+    let mut input = io::stdin().lock();
+    let mut output = io::stdout().lock();
+    let say = |output: &mut io::StdoutLock, what: &str| {
+        writeln!(output, "{what}")
+            .and_then(|()| output.flush())
+            .context("writing to the driver")
+    };
+    say(&mut output, "ready")?;
+    let mut line = String::new();
+    loop {
+        line.clear();
+        if input.read_line(&mut line).context("reading a command")? == 0 {
+            return Ok(());
+        }
+        let words: Vec<&str> = line.split_whitespace().collect();
+        let (contender, count, cpu) = match words[..] {
+            [key, count, cpu] => (
+                Contender::from_key(key),
+                count.parse::<u32>().ok(),
+                cpu.parse::<usize>().ok(),
+            ),
+            _ => (None, None, None),
+        };
+        let (Some(contender), Some(count), Some(cpu)) = (contender, count, cpu) else {
+            return Err(fail(format!("not a command: {:?}", line.trim_end())));
+        };
+        sys::pin_to(cpu)?;
+        say(&mut output, "go")?;
+        ends.run(contender, count, &mut input, &mut output)
+            .context(format!("serving {}", contender.key()))?;
+        if contender.is_stream() {
+            say(&mut output, "done")?;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contender_keys_round_trip() {
+        for c in [
+            Contender::FloorOneLine,
+            Contender::Pipe,
+            Contender::RingStream,
+        ] {
+            assert_eq!(Contender::from_key(c.key()), Some(c));
+        }
+        assert_eq!(Contender::from_key("nothing"), None);
+    }
+}
