@@ -158,6 +158,8 @@ struct Report {
 
 #[derive(Serialize)]
 struct Figure {
+    /// The heading of the figure's group in the table.
+    group: String,
     key: String,
     label: String,
     unit: &'static str,
@@ -376,7 +378,7 @@ impl Driver {
     }
 
     /// One round of every spec to warm up, then `rounds` rounds.
-    fn measure(&mut self, specs: Vec<Spec>) -> Res<Vec<Figure>> {
+    fn measure(&mut self, group: &str, specs: Vec<Spec>) -> Res<Vec<Figure>> {
         for spec in &specs {
             self.batch(spec)?;
         }
@@ -390,6 +392,7 @@ impl Driver {
             .into_iter()
             .zip(batches)
             .map(|(spec, batches)| Figure {
+                group: group.to_owned(),
                 key: spec.key,
                 label: spec.label,
                 unit: spec.unit.name(),
@@ -424,104 +427,74 @@ fn drive(args: &Args) -> Res {
 
     let wanted = |group| args.only.is_empty() || args.only.contains(&group);
     let mut figures = Vec::new();
-    let apart = cpus[1];
+    let (here, apart) = (cpus[0], cpus[1]);
     if wanted(Group::Polling) {
         use Contender::*;
         let (n, s) = (counts.polls, counts.slices);
-        figures.extend(driver.measure(vec![
-            spec(
-                "poll.floor1",
-                "floor, 1 line by turns, RTT",
-                Unit::Micros,
-                Job::Peer(FloorOneLine, apart),
-                n,
-            ),
-            spec(
-                "poll.floor2",
-                "floor, 2 lines, RTT",
-                Unit::Micros,
-                Job::Peer(FloorTwoLines, apart),
-                n,
-            ),
-            spec(
-                "poll.memlink",
-                "memlink 64 B polling RTT",
-                Unit::Micros,
-                Job::Peer(MemlinkPoll, apart),
-                n,
-            ),
-            spec(
-                "poll.iceoryx2",
-                "iceoryx2 64 B polling RTT",
-                Unit::Micros,
-                Job::Peer(IceoryxPoll, apart),
-                n,
-            ),
-            spec(
-                "poll.memlink_4k",
-                "memlink 4 KiB zero-copy RTT",
-                Unit::Micros,
-                Job::Peer(MemlinkSlice4K, apart),
-                s,
-            ),
-            spec(
-                "poll.memlink_1m",
-                "memlink 1 MiB zero-copy RTT",
-                Unit::Micros,
-                Job::Peer(MemlinkSlice1M, apart),
-                s,
-            ),
-            spec(
-                "poll.iceoryx2_4k",
-                "iceoryx2 4 KiB zero-copy RTT",
-                Unit::Micros,
-                Job::Peer(IceoryxSlice4K, apart),
-                s,
-            ),
-            spec(
-                "poll.iceoryx2_1m",
-                "iceoryx2 1 MiB zero-copy RTT",
-                Unit::Micros,
-                Job::Peer(IceoryxSlice1M, apart),
-                s,
-            ),
-        ])?);
+        let poll = |key: &str, label: &str, contender, count| {
+            let job = Job::Peer(contender, apart);
+            spec(&format!("poll.{key}"), label, Unit::Micros, job, count)
+        };
+        let heading = format!(
+            "Round trip, polling (busy try_recv), CPUs {here} and {apart}; \
+             slices zero-copy, 3 words written and read back"
+        );
+        let specs = vec![
+            poll("floor1", "floor, 1 line by turns", FloorOneLine, n),
+            poll("floor2", "floor, 2 lines", FloorTwoLines, n),
+            poll("memlink", "memlink 64 B", MemlinkPoll, n),
+            poll("iceoryx2", "iceoryx2 64 B", IceoryxPoll, n),
+            poll("memlink_4k", "memlink 4 KiB", MemlinkSlice4K, s),
+            poll("memlink_1m", "memlink 1 MiB", MemlinkSlice1M, s),
+            poll("iceoryx2_4k", "iceoryx2 4 KiB", IceoryxSlice4K, s),
+            poll("iceoryx2_1m", "iceoryx2 1 MiB", IceoryxSlice1M, s),
+        ];
+        figures.extend(driver.measure(&heading, specs)?);
     }
     if wanted(Group::Blocking) {
-        for (place, cpu, n, where_) in [
-            ("same", cpus[0], counts.blocking_same, "same vCPU"),
-            ("apart", cpus[1], counts.blocking_apart, "2 vCPUs"),
+        for (place, cpu, n, heading) in [
+            (
+                "same",
+                here,
+                counts.blocking_same,
+                format!("Round trip 64 B, blocking, same vCPU (both on CPU {here})"),
+            ),
+            (
+                "apart",
+                apart,
+                counts.blocking_apart,
+                format!("Round trip 64 B, blocking, different vCPUs ({here} and {apart})"),
+            ),
         ] {
             let blocking = |key: &str, label: &str, contender| {
-                spec(
-                    &format!("block_{place}.{key}"),
-                    &format!("{label} 64 B RTT, {where_}"),
-                    Unit::Micros,
-                    Job::Peer(contender, cpu),
-                    n,
-                )
+                let job = Job::Peer(contender, cpu);
+                spec(&format!("block_{place}.{key}"), label, Unit::Micros, job, n)
             };
-            figures.extend(driver.measure(vec![
+            let specs = vec![
                 blocking("futex", "bare futex", Contender::Futex),
                 blocking("memlink", "memlink recv()", Contender::MemlinkBlocking),
                 blocking("iceoryx2", "iceoryx2 + event", Contender::IceoryxEvent),
                 blocking("unix_socket", "Unix socket", Contender::UnixSocket),
                 blocking("pipe", "pipe", Contender::Pipe),
-            ])?);
+            ];
+            figures.extend(driver.measure(&heading, specs)?);
         }
     }
     if wanted(Group::Throughput) {
-        let n = counts.stream;
         let stream = |key: &str, label: &str, contender| {
+            let job = Job::Peer(contender, apart);
             spec(
                 &format!("stream.{key}"),
-                &format!("{label} 64 B one-way, all delivered"),
+                label,
                 Unit::MegaMessages,
-                Job::Peer(contender, apart),
-                n,
+                job,
+                counts.stream,
             )
         };
-        figures.extend(driver.measure(vec![
+        let heading = format!(
+            "One-way 64 B, every message delivered, CPUs {here} and {apart}, 64 in flight at most"
+        );
+        let specs = vec![
             stream("ring", "bare SPSC ring", Contender::RingStream),
             stream("memlink", "memlink (Block)", Contender::MemlinkStream),
             stream(
@@ -529,7 +502,8 @@ fn drive(args: &Args) -> Res {
                 "iceoryx2 (no overflow)",
                 Contender::IceoryxStream,
             ),
-        ])?);
+        ];
+        figures.extend(driver.measure(&heading, specs)?);
     }
     if wanted(Group::SendCost) {
         let mut specs = Vec::new();
@@ -540,14 +514,18 @@ fn drive(args: &Args) -> Res {
             for subscribers in SUBSCRIBER_COUNTS {
                 specs.push(spec(
                     &format!("send.{name}_{subscribers}"),
-                    &format!("{name} send, {subscribers} idle subscribers"),
+                    &format!(
+                        "{name}, {subscribers} subscriber{}",
+                        if subscribers == 1 { "" } else { "s" }
+                    ),
                     Unit::Nanos,
                     Job::SendCost(library, subscribers),
                     counts.sends,
                 ));
             }
         }
-        figures.extend(driver.measure(specs)?);
+        let heading = "Send 64 B (loan, write, send), idle subscribers in the peer".to_owned();
+        figures.extend(driver.measure(&heading, specs)?);
     }
     drop(driver);
 
@@ -648,8 +626,15 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
         ["MEASURE", "FIGURE", "REFERENCE", "", "RATIO", "AIM"]
             .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
     );
+    let mut headings = Vec::new();
     for c in &report.comparisons {
         let (f, r) = (find(&c.figure), find(&c.reference));
+        if headings
+            .last()
+            .is_none_or(|(_, g): &(usize, &str)| *g != f.group)
+        {
+            headings.push((table.row_count(), f.group.as_str()));
+        }
         let aim = match (c.aim, c.met) {
             (Some(Aim::AtMost(x)), Some(met)) => {
                 format!("≤ {x:.2}x {}", if met { "met" } else { "MISSED" })
@@ -660,7 +645,7 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
             _ => "-".to_owned(),
         };
         table.add_row([
-            f.label.clone(),
+            format!("  {}", f.label),
             format(f),
             format(r),
             r.label.clone(),
@@ -681,7 +666,13 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
          (figure / reference); driver on CPU {}, peer on CPU {} unless \"same vCPU\"",
         report.batches, report.cpus[0], report.cpus[1]
     )?;
-    for line in table.lines() {
+    let mut headings = headings.into_iter().peekable();
+    for (i, line) in table.lines().enumerate() {
+        // Line 0 is the header; row k is line k + 1.
+        if i > 0 && headings.peek().is_some_and(|&(row, _)| row + 1 == i) {
+            let (_, heading) = headings.next().expect("peeked");
+            writeln!(out, "{heading}")?;
+        }
         writeln!(out, "{}", line.trim_end())?;
     }
     Ok(())
