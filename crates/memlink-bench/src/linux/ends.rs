@@ -40,6 +40,9 @@ type IxSubscriber<T> = iceoryx2::port::subscriber::Subscriber<ipc::Service, T, (
 /// iceoryx2 slices of bytes that may be left unwritten: only a few words of
 /// each sample are touched, and reading the rest is never needed.
 type Bytes = [MaybeUninit<u8>];
+/// The publisher and subscriber of a slice round trip.
+type MlSlices = (MlPublisher<[u8]>, MlSubscriber<[u8]>);
+type IxSlices = (IxPublisher<Bytes>, IxSubscriber<Bytes>);
 
 /// What a batch exercises; the peer is told by its key.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -271,7 +274,7 @@ impl Ends {
         let ml_rx = ml_pair()
             .subscriber::<Msg>(&ml(inp))
             .context(format!("memlink subscriber {}", ml(inp)))?;
-        let slices = |len: usize, dir: &str| -> Res<(MlPublisher<[u8]>, MlSubscriber<[u8]>)> {
+        let slices = |len: usize, dir: &str| -> Res<MlSlices> {
             let tx = ml(&format!("{out}-{dir}"));
             let rx = ml(&format!("{inp}-{dir}"));
             Ok((
@@ -369,7 +372,7 @@ impl Ends {
             .listener_builder()
             .create()
             .context("iceoryx2 listener")?;
-        let ix_slices = |len: usize, dir: &str| -> Res<(IxPublisher<Bytes>, IxSubscriber<Bytes>)> {
+        let ix_slices = |len: usize, dir: &str| -> Res<IxSlices> {
             let service = |what: &str| -> Res<_> {
                 let name = ix_name(tag, &format!("{what}-{dir}"))?;
                 node.service_builder(&name)

@@ -97,7 +97,7 @@ pub fn spin<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
             return Some(value);
         }
         polls = polls.wrapping_add(1);
-        if polls % 4096 == 0 {
+        if polls.is_multiple_of(4096) {
             let deadline = *deadline.get_or_insert_with(|| Instant::now() + SILENCE);
             if Instant::now() >= deadline {
                 return None;
