@@ -103,6 +103,7 @@ fn a_quick_json_run_has_every_figure_and_ratios_from_its_batches() {
     let mut expected = vec![
         "poll.floor1",
         "poll.floor2",
+        "poll.floor_payload",
         "poll.memlink",
         "poll.iceoryx2",
         "poll.memlink_4k",

@@ -49,6 +49,7 @@ type IxSlices = (IxPublisher<Bytes>, IxSubscriber<Bytes>);
 pub enum Contender {
     FloorOneLine,
     FloorTwoLines,
+    FloorPayload,
     MemlinkPoll,
     IceoryxPoll,
     MemlinkSlice4K,
@@ -66,9 +67,10 @@ pub enum Contender {
 }
 
 impl Contender {
-    const ALL: [Contender; 16] = [
+    const ALL: [Contender; 17] = [
         Contender::FloorOneLine,
         Contender::FloorTwoLines,
+        Contender::FloorPayload,
         Contender::MemlinkPoll,
         Contender::IceoryxPoll,
         Contender::MemlinkSlice4K,
@@ -89,6 +91,7 @@ impl Contender {
         match self {
             Contender::FloorOneLine => "floor-1",
             Contender::FloorTwoLines => "floor-2",
+            Contender::FloorPayload => "floor-payload",
             Contender::MemlinkPoll => "memlink-poll",
             Contender::IceoryxPoll => "iceoryx2-poll",
             Contender::MemlinkSlice4K => "memlink-4k",
@@ -143,7 +146,9 @@ const FUTEX_PING: usize = 384;
 const FUTEX_PONG: usize = 512;
 const RING_HEAD: usize = 640;
 const RING_TAIL: usize = 768;
-const RING_SLOTS: usize = 1024;
+const PING_PAYLOAD: usize = 896;
+const PONG_PAYLOAD: usize = 1024;
+const RING_SLOTS: usize = 1152;
 const SHARED_SIZE: usize = RING_SLOTS + STREAM_DEPTH * std::mem::size_of::<Msg>();
 
 /// The region of the bare references: a memlink region, used as plain
@@ -187,6 +192,13 @@ impl Shared {
     fn u32_at(&self, offset: usize) -> &AtomicU32 {
         // SAFETY: as in `u64_at`.
         unsafe { AtomicU32::from_ptr(self.base().add(offset).cast()) }
+    }
+
+    /// The 64-byte message line of ping (driver) or pong (peer).
+    fn payload_line(&self, offset: usize) -> *mut Msg {
+        // SAFETY: PING_PAYLOAD and PONG_PAYLOAD are 64-byte aligned blocks
+        // inside the mapping.
+        unsafe { self.base().add(offset).cast() }
     }
 
     fn ring_slot(&self, index: u64) -> *mut Msg {
@@ -516,7 +528,8 @@ impl Ends {
         let driver = self.side == Side::Driver;
         match contender {
             Contender::FloorOneLine => self.one_line(n),
-            Contender::FloorTwoLines => self.two_lines(n),
+            Contender::FloorTwoLines => self.two_lines(n, false),
+            Contender::FloorPayload => self.two_lines(n, true),
             Contender::Futex => self.futex(n),
             Contender::MemlinkPoll => ml_round_trips(driver, n, &self.ml_tx, &self.ml_rx, |rx| {
                 spin(|| rx.try_recv().context("memlink try_recv").transpose())
@@ -575,20 +588,48 @@ impl Ends {
     }
 
     /// Two cache lines: the driver writes ping, the peer answers on pong.
-    fn two_lines(&self, n: u32) -> Res {
+    /// With `payload`, each side first writes a 64-byte message in a line
+    /// of its own and the other reads it after the signal: the least a
+    /// design that signals apart from the payload moves (two lines each
+    /// way).
+    fn two_lines(&self, n: u32, payload: bool) -> Res {
         let (ping, pong) = (self.shared.u64_at(PING), self.shared.u64_at(PONG));
+        let (ping_msg, pong_msg) = (
+            self.shared.payload_line(PING_PAYLOAD),
+            self.shared.payload_line(PONG_PAYLOAD),
+        );
         for _ in 0..n {
             if self.side == Side::Driver {
                 // Relaxed: only this process writes ping.
                 let value = ping.load(Ordering::Relaxed) + 1;
-                // Release/Acquire: pair with the peer's Acquire/Release.
+                if payload {
+                    // SAFETY: the peer reads this line only between this
+                    // ping and its pong, which this process waits for.
+                    unsafe { ping_msg.write_volatile(message(value)) };
+                }
+                // Release/Acquire: pair with the peer's Acquire/Release (and
+                // publish the message line).
                 ping.store(value, Ordering::Release);
                 spin(|| (pong.load(Ordering::Acquire) == value).then_some(()))
                     .ok_or_else(silent)?;
+                if payload {
+                    // SAFETY: written by the peer before its pong (Acquire
+                    // above); not rewritten before the next ping.
+                    expect(&unsafe { pong_msg.read_volatile() }, value)?;
+                }
             } else {
                 let last = pong.load(Ordering::Relaxed);
                 let value = spin(|| Some(ping.load(Ordering::Acquire)).filter(|&v| v != last))
                     .ok_or_else(silent)?;
+                if payload {
+                    // SAFETY: written by the driver before its ping (Acquire
+                    // above); not rewritten before this process's pong.
+                    let got = check(&unsafe { ping_msg.read_volatile() })?;
+                    // SAFETY: the driver reads this line only after the pong
+                    // below, and this process rewrites it only after the
+                    // next ping.
+                    unsafe { pong_msg.write_volatile(message(got)) };
+                }
                 pong.store(value, Ordering::Release);
             }
         }

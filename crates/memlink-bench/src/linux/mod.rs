@@ -442,6 +442,7 @@ fn drive(args: &Args) -> Res {
         let specs = vec![
             poll("floor1", "floor, 1 line by turns", FloorOneLine, n),
             poll("floor2", "floor, 2 lines", FloorTwoLines, n),
+            poll("floor_payload", "floor, 2 lines each way", FloorPayload, n),
             poll("memlink", "memlink 64 B", MemlinkPoll, n),
             poll("iceoryx2", "iceoryx2 64 B", IceoryxPoll, n),
             poll("memlink_4k", "memlink 4 KiB", MemlinkSlice4K, s),
@@ -556,6 +557,8 @@ const COMPARISONS: &[(&str, &str, Option<Aim>)] = &[
     ),
     ("poll.iceoryx2", "poll.floor2", None),
     ("poll.floor2", "poll.floor1", None),
+    ("poll.memlink", "poll.floor_payload", None),
+    ("poll.floor_payload", "poll.floor2", None),
     ("poll.memlink_1m", "poll.memlink", Some(Aim::AtMost(1.5))),
     ("poll.memlink_4k", "poll.memlink", None),
     ("poll.iceoryx2_1m", "poll.iceoryx2", None),
