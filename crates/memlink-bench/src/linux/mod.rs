@@ -65,6 +65,10 @@ struct Args {
     /// Measure only these groups (comma-separated).
     #[arg(long, value_enum, value_delimiter = ',', value_name = "GROUP")]
     only: Vec<Group>,
+    /// Measure only the figure with this key (e.g. block_same.memlink), for
+    /// profiling one contender with strace or perf.
+    #[arg(long, hide = true, value_name = "KEY")]
+    solo: Option<String>,
     /// Serve as the peer process of the run named TAG (internal).
     #[arg(long, hide = true, value_name = "TAG")]
     peer: Option<String>,
@@ -349,6 +353,7 @@ struct Driver {
     ends: Ends,
     peer: Peer,
     rounds: usize,
+    solo: Option<String>,
 }
 
 impl Driver {
@@ -378,7 +383,10 @@ impl Driver {
     }
 
     /// One round of every spec to warm up, then `rounds` rounds.
-    fn measure(&mut self, group: &str, specs: Vec<Spec>) -> Res<Vec<Figure>> {
+    fn measure(&mut self, group: &str, mut specs: Vec<Spec>) -> Res<Vec<Figure>> {
+        if let Some(solo) = &self.solo {
+            specs.retain(|s| &s.key == solo);
+        }
         for spec in &specs {
             self.batch(spec)?;
         }
@@ -422,6 +430,7 @@ fn drive(args: &Args) -> Res {
         ends,
         peer,
         rounds: counts.rounds,
+        solo: args.solo.clone(),
     };
     driver.ends.set_socket(socket)?;
 
