@@ -68,7 +68,7 @@ const DEFAULT_PUBLISHERS: u32 = 8;
 const DEFAULT_SUBSCRIBERS: u32 = 64;
 const DEFAULT_CAPACITY: u32 = 64;
 const DEFAULT_LOANS: u32 = 4;
-const DEFAULT_BORROWED: u32 = 4;
+const DEFAULT_BORROWED: u32 = 2;
 const DEFAULT_SLICE_BYTES: u64 = 4096;
 
 /// What a publisher does when a subscriber falls a whole ring behind.
@@ -175,11 +175,14 @@ pub struct ServiceOptions {
     overflow: Option<Overflow>,
     max_slice_len: Option<u64>,
     mode: u32,
+    /// Join whatever payload type the service has (byte subscribers of
+    /// tools); a new service is made for `[u8]`.
+    any_payload: bool,
 }
 
 impl ServiceOptions {
     /// The defaults: 8 publishers, 64 subscribers, a capacity of 64
-    /// samples per publisher, no history, 4 loans per publisher, 4 samples
+    /// samples per publisher, no history, 4 loans per publisher, 2 samples
     /// held per subscriber, [`Overflow::Overwrite`], slices of up to 4 KiB,
     /// private to the creating user (mode `0o600`).
     pub fn new() -> ServiceOptions {

@@ -309,6 +309,30 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     }
 }
 
+impl Subscriber<[u8]> {
+    /// Connects to the service `name` whatever its payload type, receiving
+    /// every sample as its bytes: for tools that show any service (such as
+    /// `memlink sub`). A service that does not exist yet is made for byte
+    /// payloads with `options`' settings.
+    ///
+    /// ```
+    /// use memlink::pubsub::{Publisher, ServiceOptions, Subscriber};
+    /// # let name = format!("memlink-doc-any-{}", std::process::id());
+    /// let publisher = Publisher::<u32>::connect(&name)?;
+    /// let bytes = Subscriber::connect_any(&name, &ServiceOptions::new())?;
+    /// publisher.send_copy(&0x0403_0201)?;
+    /// assert_eq!(&*bytes.try_recv()?.unwrap(), &[1, 2, 3, 4]);
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn connect_any(name: &str, options: &ServiceOptions) -> Result<Subscriber<[u8]>> {
+        let options = ServiceOptions {
+            any_payload: true,
+            ..options.clone()
+        };
+        Subscriber::connect_with(name, &options)
+    }
+}
+
 impl<T: Payload + ?Sized> Drop for Subscriber<T> {
     fn drop(&mut self) {
         // Samples borrow the subscriber, so none is held now. Leaving
