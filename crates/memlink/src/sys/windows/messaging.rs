@@ -41,6 +41,15 @@ pub(crate) fn messaging_supported(_name: &crate::name::Name) -> Result<()> {
     Ok(())
 }
 
+/// Whether `name` is one of the objects a service is made of besides its
+/// section (its places and doorbells), which listings leave out.
+pub(super) fn is_part_of_a_service(name: &str) -> bool {
+    name.rsplit_once('#').is_some_and(|(_, part)| {
+        let digits = part.strip_prefix('p').or_else(|| part.strip_prefix('w'));
+        digits.is_some_and(|d| !d.is_empty() && d.bytes().all(|b| b.is_ascii_digit()))
+    })
+}
+
 impl Handle {
     /// Creates the object and lets `init` set up its bytes. Windows has no
     /// nameless section to publish later, so others may open the section

@@ -693,6 +693,11 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
             }
         };
         for (name, type_name) in entries {
+            // A service's participant places and doorbells (`NAME#p3`,
+            // `NAME#w3`) are parts of the service, not objects of their own.
+            if messaging::is_part_of_a_service(&name) {
+                continue;
+            }
             if let Some(kind) = kind_of_type(&type_name) {
                 out.push(describe(format!("{prefix}{name}"), kind));
             }
