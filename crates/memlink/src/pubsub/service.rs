@@ -25,6 +25,11 @@ pub(super) enum Role {
 
 /// One participant's connection to a service: its own handle (so its own
 /// claim and liveness) and the control part mapped.
+///
+/// A handle may claim a place it already holds (Linux's OFD locks do not
+/// conflict with their own), so a participant only ever looks at or claims
+/// places of the other role once it holds its own: publishers reap dead
+/// subscribers, subscribers reap before they claim.
 pub(super) struct Service {
     pub(super) control: Control,
     // Dropped after `control`, which points into it.

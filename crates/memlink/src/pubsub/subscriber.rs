@@ -175,10 +175,10 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             // of these bits: either it sees the bit and rings, or the check
             // below sees its sample.
             c.sleepers(w).fetch_or(bit, Ordering::SeqCst);
-            let found = self.try_recv();
-            if !matches!(found, Ok(None)) {
+            let found = self.try_recv().transpose();
+            if let Some(found) = found {
                 c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
-                return found.map(|s| s.expect("matched above"));
+                return found;
             }
             let in_time = self.doorbell.wait(word, seen, deadline);
             c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
