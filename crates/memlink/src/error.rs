@@ -27,17 +27,6 @@ impl ObjectKind {
             ObjectKind::Event => "event",
         }
     }
-
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn from_str(s: &str) -> Option<ObjectKind> {
-        Some(match s {
-            "region" => ObjectKind::Region,
-            "mutex" => ObjectKind::Mutex,
-            "semaphore" => ObjectKind::Semaphore,
-            "event" => ObjectKind::Event,
-            _ => return None,
-        })
-    }
 }
 
 impl fmt::Display for ObjectKind {
