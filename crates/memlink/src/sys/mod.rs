@@ -1,12 +1,13 @@
 //! The platform layer: the only place that knows which OS it runs on.
 //!
 //! The layers above (regions, sync objects, listing) use exactly what this
-//! module re-exports below, and nothing else: that list is the contract
-//! every backend meets. Each backend (`linux/`, `bsd/`, `windows/`) has the
-//! same shape: `mod.rs` says how named objects live and die there and makes
-//! the handles, `sync.rs` makes the sync objects; the other files hold one
-//! concept each. What the two Unix backends share is in `unix.rs`; the view
-//! type every backend maps is in `mapping.rs`.
+//! module re-exports and defines below, and nothing else: that is the
+//! contract every backend meets. Each backend (`linux/`, `bsd/`,
+//! `windows/`) has the same shape: `mod.rs` says how named objects live and
+//! die there and makes the handles, `sync.rs` makes the sync objects, and
+//! the other files hold one concept each (`names.rs`, `listing.rs`, ...;
+//! Linux still lists in `mod.rs`). What the two Unix backends share is in
+//! `unix.rs`; the view type every backend maps is in `mapping.rs`.
 //!
 //! The lifetime protocol itself, with the races it closes and the tests
 //! that prove it, is in `docs/protocol.md` at the repository root.
@@ -65,11 +66,26 @@ compile_error!("memlink supports Linux, Windows, macOS and FreeBSD");
 /// object, removes the name when it was the last handle.
 pub(crate) use platform::Handle;
 
-/// Named mutexes, semaphores and events, each with `create(&Name,
-/// &CreateSpec, ...)` and `open(&Name)`, and waits that take an optional
-/// deadline and return a [`Wait`]. Platforms without them fail every
-/// constructor with `Unsupported`.
-pub(crate) use platform::{RawEvent, RawMutex, RawSemaphore};
+/// A named mutex that tells the next locker when its holder died:
+/// `RawMutex::create(&Name, &CreateSpec)`, `RawMutex::open(&Name)`,
+/// `lock(Option<Instant>) -> Result<Wait>` (`None` waits forever, a deadline
+/// already past tries once; [`Wait::Abandoned`] is still a lock), and
+/// `unlock()` by the thread holding it.
+///
+/// Platforms without sync objects fail every constructor of these three
+/// with `Unsupported`.
+pub(crate) use platform::RawMutex;
+
+/// A named counting semaphore: `RawSemaphore::create(&Name, &CreateSpec,
+/// initial, max)` (the counts already checked), `RawSemaphore::open(&Name)`,
+/// `wait(Option<Instant>) -> Result<Wait>`, and `release(n) -> Result<u32>`,
+/// which returns the count before and fails past the maximum.
+pub(crate) use platform::RawSemaphore;
+
+/// A named event: `RawEvent::create(&Name, &CreateSpec, EventReset,
+/// initially_set)`, `RawEvent::open(&Name)`, `set()`, `reset()` and
+/// `wait(Option<Instant>) -> Result<Wait>`.
+pub(crate) use platform::RawEvent;
 
 /// Every named object on this machine that this process can see, memlink's
 /// and foreign ones, in no particular order; listing removes nothing that a
@@ -93,8 +109,11 @@ pub(crate) use mapping::Mapping;
 /// Everything needed to create an object; built by the public option types.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct CreateSpec {
+    /// The size in bytes (for a region; sync objects size themselves).
     pub(crate) size: u64,
     pub(crate) lifetime: Lifetime,
+    /// Unix permission bits; on Windows, any bit for group or others opens
+    /// the object to every user.
     pub(crate) mode: u32,
     /// Whether to commit the memory at create time. Windows always does
     /// (`SEC_COMMIT`), so it has no use for the choice.
@@ -107,9 +126,11 @@ pub(crate) struct CreateSpec {
 // The platforms without sync objects never make one.
 #[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
 pub(crate) enum Wait {
+    /// The wait was satisfied.
     Acquired,
     /// Acquired a mutex whose previous holder died holding it.
     Abandoned,
+    /// The deadline passed first.
     TimedOut,
 }
 

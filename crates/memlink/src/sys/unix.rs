@@ -2,9 +2,10 @@
 //! object is memlink's, mapped views, error helpers.
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
+use rustix::fs::{self, Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
 use super::mapping::Mapping;
@@ -122,6 +123,29 @@ pub(super) fn map_fd(
 pub(super) unsafe fn unmap(base: NonNull<u8>, len: usize) {
     // SAFETY: as the caller promises. Nothing to report a failure to.
     let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), len) };
+}
+
+/// Calls `visit` with the name of each entry of the directory `dir` but `.`
+/// and `..`, and those that are not UTF-8 (memlink makes none), as it reads
+/// them.
+pub(super) fn for_each_entry(
+    dir: BorrowedFd<'_>,
+    mut visit: impl FnMut(&str) -> io::Result<()>,
+) -> io::Result<()> {
+    let listing = fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut entries = fs::Dir::new(listing)?;
+    while let Some(entry) = entries.read() {
+        match entry?.file_name().to_str() {
+            Ok("." | "..") | Err(_) => {}
+            Ok(name) => visit(name)?,
+        }
+    }
+    Ok(())
 }
 
 /// An open named object: the object's descriptor, and what the handle knows

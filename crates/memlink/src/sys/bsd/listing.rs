@@ -9,7 +9,7 @@ use rustix::io::Errno;
 use rustix::shm;
 
 use super::super::list_error;
-use super::super::unix::os_err;
+use super::super::unix::{for_each_entry, os_err};
 use super::names::{base_from_sidecar, shm_object_name, sidecar_file_name};
 use super::sidecar::{
     dir_error, dir_for, is_current, read_mark, remove_locked, remove_sidecar, sidecar_dir,
@@ -95,32 +95,20 @@ fn for_each_sidecar(
 ) -> Result<()> {
     let err = |e: io::Error| list_error(operation, e);
     let dir = sidecar_dir().map_err(|e| dir_error(operation, ObjectKind::Region, "", e))?;
-    let listing = fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
-    let mut entries = fs::Dir::new(listing).map_err(|e| err(e.into()))?;
-    while let Some(entry) = entries.read() {
-        let entry = entry.map_err(|e| err(e.into()))?;
-        let Ok(file) = entry.file_name().to_str() else {
-            continue;
-        };
-        // Skips ".", "..", and anything else memlink did not make.
+    for_each_entry(dir, |file| {
+        // Skips anything memlink did not make.
         let Some(base) = base_from_sidecar(file) else {
-            continue;
+            return Ok(());
         };
         let Ok(name) = Name::parse(&base, operation, ObjectKind::Region) else {
-            continue;
+            return Ok(());
         };
-        let file = file.to_owned();
-        if let Some(found) = describe(dir, &file, &name).map_err(err)? {
-            visit(dir, &file, &name, found).map_err(err)?;
+        match describe(dir, file, &name)? {
+            Some(found) => visit(dir, file, &name, found),
+            None => Ok(()),
         }
-    }
-    Ok(())
+    })
+    .map_err(err)
 }
 
 /// The memlink objects this user made (see the module docs: foreign objects

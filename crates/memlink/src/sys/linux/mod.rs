@@ -85,7 +85,7 @@ use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
 pub(crate) use super::unix::Handle;
-use super::unix::{map_fd, os_err, reserve_error, Mark, RACE_RETRIES};
+use super::unix::{for_each_entry, map_fd, os_err, reserve_error, Mark, RACE_RETRIES};
 use super::Mapping;
 use super::{list_error, CreateSpec};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
@@ -532,29 +532,12 @@ fn for_each_object(
 ) -> Result<()> {
     let err = |e: io::Error| list_error(operation, e);
     let dir = shm_dir().map_err(err)?;
-    let listing = fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
     let holders = flock_holders();
-    let mut entries = fs::Dir::new(listing).map_err(|e| err(e.into()))?;
-    while let Some(entry) = entries.read() {
-        let entry = entry.map_err(|e| err(e.into()))?;
-        let Ok(base) = entry.file_name().to_str() else {
-            continue;
-        };
-        if base == "." || base == ".." {
-            continue;
-        }
-        let base = base.to_owned();
-        if let Some(info) = describe(dir, &base, holders.as_deref()).map_err(err)? {
-            visit(dir, &base, info).map_err(err)?;
-        }
-    }
-    Ok(())
+    for_each_entry(dir, |base| match describe(dir, base, holders.as_deref())? {
+        Some(info) => visit(dir, base, info),
+        None => Ok(()),
+    })
+    .map_err(err)
 }
 
 pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
