@@ -8,8 +8,6 @@ use rustix::fs::{self, FileType, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::shm;
 
-use super::super::list_error;
-use super::super::unix::{for_each_entry, os_err};
 use super::names::{base_from_sidecar, shm_object_name, sidecar_file_name};
 use super::sidecar::{
     dir_error, dir_for, is_current, read_mark, remove_locked, remove_sidecar, sidecar_dir,
@@ -17,6 +15,8 @@ use super::sidecar::{
 };
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
+use crate::sys::list_error;
+use crate::sys::unix::{for_each_entry, os_err};
 use crate::types::{Lifetime, ObjectInfo, State};
 
 /// What a sidecar file stands for.

@@ -10,9 +10,9 @@ use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 use rustix::shm;
 
-use super::super::unix::Mark;
 use crate::error::{Error, ObjectKind, Operation, Result};
 use crate::name::Name;
+use crate::sys::unix::Mark;
 
 /// Where the per-user sidecar directory `memlink-UID` is made.
 const SIDECAR_PARENT: &str = "/tmp";

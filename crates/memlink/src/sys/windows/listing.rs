@@ -16,12 +16,12 @@ use windows_sys::Win32::Foundation::{
 use windows_sys::Win32::System::Memory::{OpenFileMappingW, FILE_MAP_READ, SECTION_QUERY};
 use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
 
-use super::super::list_error;
 use super::errors::{kind_clash, nt_error, os_error, sync_kind};
 use super::names::{kernel_name, open_named, wide};
 use super::section_size;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
+use crate::sys::list_error;
 use crate::types::{Lifetime, ObjectInfo, State};
 
 /// The `DIRECTORY_QUERY` access right of an object directory.

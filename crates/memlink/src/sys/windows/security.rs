@@ -10,11 +10,11 @@ use windows_sys::Win32::Security::Authorization::{
 };
 use windows_sys::Win32::Security::{PSECURITY_DESCRIPTOR, SECURITY_ATTRIBUTES};
 
-use super::super::CreateSpec;
 use super::errors::{last_error, os_error};
 use super::names::wide;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
+use crate::sys::CreateSpec;
 use crate::types::Lifetime;
 
 /// Any bit for group or others opens a new object to every user.
