@@ -30,6 +30,7 @@
 mod error;
 mod name;
 mod object;
+pub mod pubsub;
 mod region;
 mod shared;
 mod sync;

@@ -64,7 +64,33 @@ compile_error!("memlink supports Linux, Windows, macOS and FreeBSD");
 ///
 /// Dropping the handle closes it and, for a [`Lifetime::LastHandle`]
 /// object, removes the name when it was the last handle.
+///
+/// For messaging:
+///
+/// - `Handle::create_with(&Name, ObjectKind, &CreateSpec, init)`: as
+///   `create`, with `init` setting up the contents (before the name
+///   appears where the OS allows; on Windows callers publish readiness
+///   themselves).
+/// - `handle.claim(index) -> Result<Option<Claim>>` and
+///   `handle.is_claimed(index) -> Result<bool>`: numbered participant
+///   places whose liveness the kernel keeps (a claim ends when its
+///   process dies); `None` when a live participant holds the place.
 pub(crate) use platform::Handle;
+
+/// A claimed participant place (see `Handle::claim`); dropping it frees
+/// the place.
+pub(crate) use platform::Claim;
+
+/// A participant's doorbell: `Doorbell::new(&Handle, index)`,
+/// `wait(&AtomicU32, seen, Option<Instant>) -> bool` (sleeps while the word
+/// holds `seen`, until rung; false once the deadline has passed) and
+/// `ring(&AtomicU32)` (the ringer changed the word first): sleeping until
+/// another process rings, futex-style.
+pub(crate) use platform::Doorbell;
+
+/// `Ok(())` where messaging works, an `Unsupported` error about the named
+/// service elsewhere.
+pub(crate) use platform::messaging_supported;
 
 /// A named mutex that tells the next locker when its holder died:
 /// `RawMutex::create(&Name, &CreateSpec)`, `RawMutex::open(&Name)`,

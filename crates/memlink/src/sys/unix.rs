@@ -42,6 +42,7 @@ impl Mark {
             "mutex" => ObjectKind::Mutex,
             "semaphore" => ObjectKind::Semaphore,
             "event" => ObjectKind::Event,
+            "service" => ObjectKind::Service,
             _ => return None,
         };
         Some(Mark { kind, lifetime })
@@ -213,6 +214,7 @@ mod tests {
             ObjectKind::Mutex,
             ObjectKind::Semaphore,
             ObjectKind::Event,
+            ObjectKind::Service,
         ];
         for kind in kinds {
             for lifetime in [Lifetime::LastHandle, Lifetime::Persistent] {

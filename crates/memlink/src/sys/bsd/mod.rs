@@ -139,11 +139,13 @@
 //!   all create does.
 
 mod listing;
+mod messaging;
 mod names;
 mod sidecar;
 mod sync;
 
 pub(crate) use listing::{inspect, list, reap, remove};
+pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::io;

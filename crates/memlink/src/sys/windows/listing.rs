@@ -17,6 +17,7 @@ use windows_sys::Win32::System::Memory::{OpenFileMappingW, FILE_MAP_READ, SECTIO
 use windows_sys::Win32::System::RemoteDesktop::ProcessIdToSessionId;
 
 use super::errors::{kind_clash, nt_error, os_error, sync_kind};
+use super::messaging::is_part_of_a_service;
 use super::names::{kernel_name, open_named, wide};
 use super::section_size;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
@@ -182,6 +183,11 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
             }
         };
         for (name, type_name) in entries {
+            // A service's participant places and doorbells (`NAME#p3`,
+            // `NAME#w3`) are parts of the service, not objects of their own.
+            if is_part_of_a_service(&name) {
+                continue;
+            }
             if let Some(kind) = kind_of_type(&type_name) {
                 out.push(describe(format!("{prefix}{name}"), kind));
             }

@@ -23,6 +23,7 @@
 
 mod errors;
 mod listing;
+mod messaging;
 mod names;
 mod security;
 mod sync;
@@ -30,6 +31,7 @@ mod sync;
 mod tests;
 
 pub(crate) use listing::{inspect, list, reap, remove};
+pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::ffi::c_void;
