@@ -8,8 +8,9 @@ use super::layout::{Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{Access, CreateSpec, Lifetime};
 use crate::sys;
+use crate::sys::CreateSpec;
+use crate::types::{Access, Lifetime};
 
 const KIND: ObjectKind = ObjectKind::Service;
 /// How long a joiner waits for a creator that is still writing the header
