@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{entry_order, entry_slot, ACTIVE};
-use super::service::{Role, Service};
+use super::service::{Joined, Role, Service};
 use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
@@ -56,24 +56,17 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     }
 
     pub(super) fn connect_with(name: &str, options: &ServiceOptions) -> Result<Subscriber<T>> {
-        let service = Service::connect(name, options, payload_type::<T>())?;
-        // What dead subscribers still hold comes back now, not when the
-        // pool runs dry.
-        service.reap_dead_subscribers()?;
-        let (index, claim) = service.claim_place(Role::Subscriber)?;
+        let Joined {
+            service,
+            index,
+            claim,
+            data,
+            doorbell,
+        } = Service::join(name, options, payload_type::<T>(), Role::Subscriber)?;
         // The place may hold what a dead subscriber left; it is ours now.
         service.clear_subscriber(index);
         let layout = *service.layout();
         let s = layout.settings;
-        let data = service
-            .handle
-            .map(
-                layout.data,
-                (layout.partition_size * u64::from(s.max_publishers)) as usize,
-                false,
-            )
-            .map_err(|e| e.reframe(Operation::Connect))?;
-        let doorbell = sys::Doorbell::new(&service.handle, service.place(Role::Subscriber, index))?;
         let c = &service.control;
         let capacity = layout.capacity();
         let start = |p: u32| {
