@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{entry_order, entry_slot, ACTIVE};
 use super::service::{Joined, Role, Service};
-use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS};
+use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
 
@@ -156,11 +156,15 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let c = &self.service.control;
         let (w, bit) = bit_of(self.index);
         loop {
-            for _ in 0..SPINS {
+            for poll in 0..SPINS + YIELDS {
                 if let Some(sample) = self.try_recv()? {
                     return Ok(sample);
                 }
-                std::hint::spin_loop();
+                if poll < SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
             let word = &c.subscriber(self.index).doorbell;
             let seen = word.load(Ordering::SeqCst);
