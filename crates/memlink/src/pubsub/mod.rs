@@ -45,8 +45,8 @@
 //! written, so a publisher killed mid-send leaves either nothing or a
 //! whole sample.
 //!
-//! A waiting subscriber spins briefly, then sets its sleeping bit, checks
-//! again and sleeps in the kernel (a futex on Linux, a named event on
+//! A waiting subscriber polls briefly (spinning, then yielding the CPU),
+//! then sets its sleeping bit, checks again and sleeps in the kernel (a futex on Linux, a named event on
 //! Windows); a publisher rings only the subscribers whose bit is set, so a
 //! send makes no system call while nobody sleeps.
 //!
