@@ -93,8 +93,17 @@ fn child_entry() {
             let held: Vec<_> = (0..count.parse().unwrap())
                 .map(|_| sub.recv_timeout(DEADLINE).unwrap())
                 .collect();
+            let values: Vec<u64> = held.iter().map(|s| **s).collect();
             say(format!("holding {}", held.len()));
-            hear(); // killed here
+            // Killed here, or asked to check that nothing wrote the slots.
+            if hear().as_deref() == Some("check") {
+                let now: Vec<u64> = held.iter().map(|s| **s).collect();
+                say(if now == values {
+                    "intact"
+                } else {
+                    "overwritten"
+                });
+            }
         }
         ["idle_subscriber", name] => {
             let _sub = options("block").subscriber::<u64>(name).unwrap();
@@ -440,15 +449,15 @@ fn a_subscriber_killed_holding_samples_gives_its_slots_back_every_time() {
     let name = unique_name("kill-sub");
     let publisher = Publisher::<u64>::connect(&name).unwrap();
     for cycle in 0..200 {
-        let mut child = Child::spawn("hold", &[&name, "3"]);
+        let mut child = Child::spawn("hold", &[&name, "2"]);
         child.expect("ready");
-        for n in 0..3u64 {
+        for n in 0..2u64 {
             publisher.send_copy(&(cycle * 10 + n)).unwrap();
         }
         child.tell("take");
-        child.expect("holding 3");
+        child.expect("holding 2");
         let info = inspect_service(&name).unwrap();
-        assert_eq!(info.slots_held, 3, "cycle {cycle}");
+        assert_eq!(info.slots_held, 2, "cycle {cycle}");
         assert_eq!(info.subscribers.len(), 1, "cycle {cycle}");
         child.kill();
     }
@@ -461,6 +470,26 @@ fn a_subscriber_killed_holding_samples_gives_its_slots_back_every_time() {
     for _ in 0..2 * info.slots {
         publisher.send_copy(&1).unwrap();
     }
+}
+
+#[test]
+fn a_held_sample_is_never_overwritten_however_far_the_publisher_runs() {
+    let name = unique_name("held");
+    let publisher = Publisher::<u64>::connect(&name).unwrap();
+    let mut child = Child::spawn("hold", &[&name, "2"]);
+    child.expect("ready");
+    for n in 0..2u64 {
+        publisher.send_copy(&(1000 + n)).unwrap();
+    }
+    child.tell("take");
+    child.expect("holding 2");
+    let slots = inspect_service(&name).unwrap().slots;
+    for n in 0..10 * slots {
+        publisher.send_copy(&n).unwrap();
+    }
+    child.tell("check");
+    child.expect("intact");
+    child.finish();
 }
 
 #[test]
