@@ -172,7 +172,15 @@ fn a_quick_run_prints_a_table_with_a_heading_per_group() {
     let header: Vec<&str> = lines[1].split_whitespace().collect();
     assert_eq!(
         header,
-        ["MEASURE", "FIGURE", "REFERENCE", "RATIO", "AIM"],
+        [
+            "MEASURE",
+            "FIGURE",
+            "CPU",
+            "REFERENCE",
+            "CPU",
+            "RATIO",
+            "AIM"
+        ],
         "{stdout}"
     );
     assert!(lines[2].starts_with("Send 64 B"), "{stdout}");
@@ -187,6 +195,11 @@ fn a_quick_run_prints_a_table_with_a_heading_per_group() {
             "no ratio in {row:?}"
         );
         assert!(cells.contains(&"ns"), "{row:?}");
+        assert_eq!(
+            cells.iter().filter(|c| c.ends_with('%')).count(),
+            2,
+            "{row:?}"
+        );
     }
     assert!(
         rows[0].ends_with(" met") || rows[0].ends_with("MISSED"),

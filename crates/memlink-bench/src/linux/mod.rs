@@ -171,6 +171,11 @@ struct Figure {
     count: u32,
     median: f64,
     batches: Vec<f64>,
+    /// The share of wall time the driver spent on a CPU during a batch
+    /// (thread CPU time / elapsed): near 1 when it polls or spins, lower
+    /// when it sleeps in the kernel. The median, and each batch's.
+    driver_cpu: f64,
+    driver_cpu_batches: Vec<f64>,
 }
 
 #[derive(Serialize)]
@@ -357,29 +362,40 @@ struct Driver {
 }
 
 impl Driver {
-    fn batch(&mut self, spec: &Spec) -> Res<f64> {
-        let elapsed = match spec.job {
+    /// One batch: its figure, and the share of the batch's wall time the
+    /// driver spent on a CPU (near 1 when it polls, low when it sleeps).
+    fn batch(&mut self, spec: &Spec) -> Res<(f64, f64)> {
+        let (start, cpu_start) = (Instant::now(), sys::thread_cpu_time());
+        match spec.job {
             Job::Peer(contender, cpu) => {
                 self.peer.command(contender, spec.count, cpu)?;
-                let start = Instant::now();
                 let to = self.peer.to.as_mut().expect("open until dropped");
+                let (start, cpu_start) = (Instant::now(), sys::thread_cpu_time());
                 self.ends
                     .run(contender, spec.count, &mut self.peer.from, to)
                     .context(format!("measuring {}", spec.label))?;
                 if contender.is_stream() {
                     self.peer.expect_line("done")?;
                 }
-                start.elapsed()
+                let elapsed = start.elapsed();
+                let cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
+                return Ok((
+                    spec.unit.of(elapsed, spec.count),
+                    cpu.as_secs_f64() / elapsed.as_secs_f64(),
+                ));
             }
             Job::SendCost(library, subscribers) => {
-                let start = Instant::now();
                 self.ends
                     .send_cost(library, subscribers, spec.count)
                     .context(format!("measuring {}", spec.label))?;
-                start.elapsed()
             }
-        };
-        Ok(spec.unit.of(elapsed, spec.count))
+        }
+        let elapsed = start.elapsed();
+        let cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
+        Ok((
+            spec.unit.of(elapsed, spec.count),
+            cpu.as_secs_f64() / elapsed.as_secs_f64(),
+        ))
     }
 
     /// One round of every spec to warm up, then `rounds` rounds.
@@ -391,15 +407,21 @@ impl Driver {
             self.batch(spec)?;
         }
         let mut batches = vec![Vec::with_capacity(self.rounds); specs.len()];
+        let mut cpu = vec![Vec::with_capacity(self.rounds); specs.len()];
         for _ in 0..self.rounds {
-            for (spec, figures) in specs.iter().zip(&mut batches) {
-                figures.push(self.batch(spec)?);
+            for (k, spec) in specs.iter().enumerate() {
+                let (figure, share) = self.batch(spec)?;
+                batches[k].push(figure);
+                cpu[k].push(share);
             }
         }
         Ok(specs
             .into_iter()
             .zip(batches)
-            .map(|(spec, batches)| Figure {
+            .zip(cpu)
+            .map(|((spec, batches), cpu)| Figure {
+                driver_cpu: median(cpu.iter().copied()),
+                driver_cpu_batches: cpu,
                 group: group.to_owned(),
                 key: spec.key,
                 label: spec.label,
@@ -617,6 +639,10 @@ fn compare(figures: &[Figure]) -> Vec<Comparison> {
         .collect()
 }
 
+fn percent(share: f64) -> String {
+    format!("{:.0}%", share * 100.0)
+}
+
 fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let find = |key: &str| {
         report
@@ -635,8 +661,17 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
     table.set_header(
-        ["MEASURE", "FIGURE", "REFERENCE", "", "RATIO", "AIM"]
-            .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
+        [
+            "MEASURE",
+            "FIGURE",
+            "CPU",
+            "REFERENCE",
+            "",
+            "CPU",
+            "RATIO",
+            "AIM",
+        ]
+        .map(|h| Cell::new(h).add_attribute(Attribute::Bold)),
     );
     let mut headings = Vec::new();
     for c in &report.comparisons {
@@ -659,8 +694,10 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
         table.add_row([
             format!("  {}", f.label),
             format(f),
+            percent(f.driver_cpu),
             format(r),
             r.label.clone(),
+            percent(r.driver_cpu),
             format!("{:.2}x", c.ratio),
             aim,
         ]);
@@ -668,14 +705,15 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
     let columns = table.column_count();
     for (i, column) in table.column_iter_mut().enumerate() {
         column.set_padding((0, if i + 1 == columns { 0 } else { 2 }));
-        if i == 1 || i == 2 || i == 4 {
+        if matches!(i, 1 | 2 | 3 | 5 | 6) {
             column.set_cell_alignment(CellAlignment::Right);
         }
     }
     writeln!(
         out,
         "median of {} batches per figure; a ratio is the median of the per-batch ratios \
-         (figure / reference); driver on CPU {}, peer on CPU {} unless \"same vCPU\"",
+         (figure / reference); driver on CPU {}, peer on CPU {} unless \"same vCPU\"; \
+         CPU: the driver's CPU time over wall time in a batch",
         report.batches, report.cpus[0], report.cpus[1]
     )?;
     let mut headings = headings.into_iter().peekable();

@@ -106,3 +106,15 @@ pub fn spin<T>(mut ready: impl FnMut() -> Option<T>) -> Option<T> {
         spin_loop();
     }
 }
+
+/// The CPU time this thread has used.
+pub fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `ts` is a valid, writable timespec; the clock always exists
+    // on Linux, so the call cannot fail (and `ts` stays zero if it did).
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
+}
