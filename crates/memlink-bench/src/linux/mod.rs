@@ -4,7 +4,8 @@
 //!
 //! The peer takes one command line per batch on its standard input
 //! (`<contender> <count> <cpu>`), pins itself, answers `go`, serves the
-//! batch (one-way streams end with `done`) and reads the next. Its every
+//! batch, answers `done` with the CPU time it spent (for a one-way stream
+//! that is also the sign it has every message) and reads the next. Its every
 //! wait is bounded, and it ends when its standard input closes. The pipe
 //! contender's messages go over the same two pipes.
 //!
@@ -176,6 +177,12 @@ struct Figure {
     /// when it sleeps in the kernel. The median, and each batch's.
     driver_cpu: f64,
     driver_cpu_batches: Vec<f64>,
+    /// The same for the peer's serving side (its thread CPU time over the
+    /// driver's wall time of the batch; its serving starts a little before
+    /// and ends a little after that, so a short batch can show more than
+    /// 100%); none where the peer idles (send cost).
+    peer_cpu: Option<f64>,
+    peer_cpu_batches: Vec<f64>,
 }
 
 #[derive(Serialize)]
@@ -300,6 +307,27 @@ impl Peer {
 
     /// Reads the peer's next line, which must be `want`.
     fn expect_line(&mut self, want: &str) -> Res {
+        let got = self.read_line()?;
+        if got != want {
+            return Err(fail(format!(
+                "the peer process said {got:?}, expected {want:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Reads the peer's `done CPU_NANOSECONDS` after a batch: the CPU time
+    /// it spent serving it.
+    fn read_done(&mut self) -> Res<Duration> {
+        let got = self.read_line()?;
+        got.strip_prefix("done ")
+            .and_then(|n| n.parse::<u64>().ok())
+            .map(Duration::from_nanos)
+            .ok_or_else(|| fail(format!("the peer process said {got:?}, expected done")))
+    }
+
+    /// The peer's next line, without its end.
+    fn read_line(&mut self) -> Res<String> {
         let mut line = Vec::new();
         let mut byte = [0u8];
         while byte[0] != b'\n' {
@@ -314,13 +342,7 @@ impl Peer {
                 Err(e) => return Err(fail(format!("reading from the peer process: {e}"))),
             }
         }
-        let got = String::from_utf8_lossy(&line[..line.len() - 1]);
-        if got != want {
-            return Err(fail(format!(
-                "the peer process said {got:?}, expected {want:?}"
-            )));
-        }
-        Ok(())
+        Ok(String::from_utf8_lossy(&line[..line.len() - 1]).into_owned())
     }
 
     /// Tells the peer to serve `count` of `contender` pinned to `cpu`;
@@ -362,10 +384,11 @@ struct Driver {
 }
 
 impl Driver {
-    /// One batch: its figure, and the share of the batch's wall time the
-    /// driver spent on a CPU (near 1 when it polls, low when it sleeps).
-    fn batch(&mut self, spec: &Spec) -> Res<(f64, f64)> {
-        let (start, cpu_start) = (Instant::now(), sys::thread_cpu_time());
+    /// One batch: its figure, and the shares of the batch's wall time the
+    /// driver and the peer (when it takes part) spent on a CPU (near 1 when
+    /// polling, low when sleeping).
+    fn batch(&mut self, spec: &Spec) -> Res<(f64, f64, Option<f64>)> {
+        let share = |cpu: Duration, elapsed: Duration| cpu.as_secs_f64() / elapsed.as_secs_f64();
         match spec.job {
             Job::Peer(contender, cpu) => {
                 self.peer.command(contender, spec.count, cpu)?;
@@ -374,28 +397,38 @@ impl Driver {
                 self.ends
                     .run(contender, spec.count, &mut self.peer.from, to)
                     .context(format!("measuring {}", spec.label))?;
-                if contender.is_stream() {
-                    self.peer.expect_line("done")?;
-                }
+                // A stream ends when the peer has every message.
+                let peer_cpu = if contender.is_stream() {
+                    Some(self.peer.read_done()?)
+                } else {
+                    None
+                };
                 let elapsed = start.elapsed();
-                let cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
-                return Ok((
+                let driver_cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
+                let peer_cpu = match peer_cpu {
+                    Some(cpu) => cpu,
+                    None => self.peer.read_done()?,
+                };
+                Ok((
                     spec.unit.of(elapsed, spec.count),
-                    cpu.as_secs_f64() / elapsed.as_secs_f64(),
-                ));
+                    share(driver_cpu, elapsed),
+                    Some(share(peer_cpu, elapsed)),
+                ))
             }
             Job::SendCost(library, subscribers) => {
+                let (start, cpu_start) = (Instant::now(), sys::thread_cpu_time());
                 self.ends
                     .send_cost(library, subscribers, spec.count)
                     .context(format!("measuring {}", spec.label))?;
+                let elapsed = start.elapsed();
+                let driver_cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
+                Ok((
+                    spec.unit.of(elapsed, spec.count),
+                    share(driver_cpu, elapsed),
+                    None,
+                ))
             }
         }
-        let elapsed = start.elapsed();
-        let cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
-        Ok((
-            spec.unit.of(elapsed, spec.count),
-            cpu.as_secs_f64() / elapsed.as_secs_f64(),
-        ))
     }
 
     /// One round of every spec to warm up, then `rounds` rounds.
@@ -408,20 +441,24 @@ impl Driver {
         }
         let mut batches = vec![Vec::with_capacity(self.rounds); specs.len()];
         let mut cpu = vec![Vec::with_capacity(self.rounds); specs.len()];
+        let mut peer_cpu = vec![Vec::with_capacity(self.rounds); specs.len()];
         for _ in 0..self.rounds {
             for (k, spec) in specs.iter().enumerate() {
-                let (figure, share) = self.batch(spec)?;
+                let (figure, share, peer_share) = self.batch(spec)?;
                 batches[k].push(figure);
                 cpu[k].push(share);
+                peer_cpu[k].extend(peer_share);
             }
         }
         Ok(specs
             .into_iter()
             .zip(batches)
-            .zip(cpu)
-            .map(|((spec, batches), cpu)| Figure {
+            .zip(cpu.into_iter().zip(peer_cpu))
+            .map(|((spec, batches), (cpu, peer_cpu))| Figure {
                 driver_cpu: median(cpu.iter().copied()),
                 driver_cpu_batches: cpu,
+                peer_cpu: (!peer_cpu.is_empty()).then(|| median(peer_cpu.iter().copied())),
+                peer_cpu_batches: peer_cpu,
                 group: group.to_owned(),
                 key: spec.key,
                 label: spec.label,
@@ -639,8 +676,12 @@ fn compare(figures: &[Figure]) -> Vec<Comparison> {
         .collect()
 }
 
-fn percent(share: f64) -> String {
-    format!("{:.0}%", share * 100.0)
+/// `19%`, or `19/100%` with the peer's share.
+fn percent(f: &Figure) -> String {
+    match f.peer_cpu {
+        Some(peer) => format!("{:.0}/{:.0}%", f.driver_cpu * 100.0, peer * 100.0),
+        None => format!("{:.0}%", f.driver_cpu * 100.0),
+    }
 }
 
 fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
@@ -694,10 +735,10 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
         table.add_row([
             format!("  {}", f.label),
             format(f),
-            percent(f.driver_cpu),
+            percent(f),
             format(r),
             r.label.clone(),
-            percent(r.driver_cpu),
+            percent(r),
             format!("{:.2}x", c.ratio),
             aim,
         ]);
@@ -713,7 +754,7 @@ fn print_table(report: &Report, out: &mut impl Write) -> io::Result<()> {
         out,
         "median of {} batches per figure; a ratio is the median of the per-batch ratios \
          (figure / reference); driver on CPU {}, peer on CPU {} unless \"same vCPU\"; \
-         CPU: the driver's CPU time over wall time in a batch",
+         CPU: the driver's (/the peer's) CPU time over wall time in a batch",
         report.batches, report.cpus[0], report.cpus[1]
     )?;
     let mut headings = headings.into_iter().peekable();
@@ -760,11 +801,11 @@ fn serve(tag: &str) -> Res {
         };
         sys::pin_to(cpu)?;
         say(&mut output, "go")?;
+        let cpu_start = sys::thread_cpu_time();
         ends.run(contender, count, &mut input, &mut output)
             .context(format!("serving {}", contender.key()))?;
-        if contender.is_stream() {
-            say(&mut output, "done")?;
-        }
+        let cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
+        say(&mut output, &format!("done {}", cpu.as_nanos()))?;
     }
 }
 
