@@ -109,9 +109,11 @@ pub fn main() -> ExitCode {
     }
 }
 
-/// Round trips or messages per batch.
+/// Round trips, messages or sends in the warm-up batch of each figure
+/// (the measured batches are sized from it to last about `batch_time`).
 struct Counts {
     rounds: usize,
+    batch_time: Duration,
     polls: u32,
     slices: u32,
     blocking_same: u32,
@@ -125,6 +127,7 @@ impl Counts {
         let mut counts = if args.quick {
             Counts {
                 rounds: 5,
+                batch_time: Duration::from_millis(4),
                 polls: 2_000,
                 slices: 1_000,
                 blocking_same: 200,
@@ -135,6 +138,7 @@ impl Counts {
         } else {
             Counts {
                 rounds: 21,
+                batch_time: Duration::from_millis(40),
                 polls: 20_000,
                 slices: 10_000,
                 blocking_same: 2_000,
@@ -168,7 +172,7 @@ struct Figure {
     key: String,
     label: String,
     unit: &'static str,
-    /// Round trips, messages or sends per batch.
+    /// Round trips, messages or sends per measured batch.
     count: u32,
     median: f64,
     batches: Vec<f64>,
@@ -380,6 +384,8 @@ struct Driver {
     ends: Ends,
     peer: Peer,
     rounds: usize,
+    /// About how long each measured batch runs.
+    batch_time: Duration,
     solo: Option<String>,
 }
 
@@ -436,8 +442,22 @@ impl Driver {
         if let Some(solo) = &self.solo {
             specs.retain(|s| &s.key == solo);
         }
-        for spec in &specs {
-            self.batch(spec)?;
+        // The warm-up batch also sizes the measured ones: every batch of the
+        // group runs for about the same wall time, so a slow contender's
+        // batches are not the only ones long enough to be preempted by
+        // other processes (a batch shorter than a time slice escapes).
+        for spec in &mut specs {
+            let (figure, _, _) = self.batch(spec)?;
+            let micros_per_op = match spec.unit {
+                Unit::Micros => figure,
+                Unit::MegaMessages => 1.0 / figure,
+                Unit::Nanos => figure / 1000.0,
+            };
+            let fits = self.batch_time.as_secs_f64() * 1e6 / micros_per_op;
+            // Within reason of the planned count, should the warm-up batch
+            // itself have been disturbed.
+            let (low, high) = (f64::from(spec.count) / 20.0, f64::from(spec.count) * 50.0);
+            spec.count = fits.clamp(low.max(10.0), high.min(1e8)) as u32;
         }
         let mut batches = vec![Vec::with_capacity(self.rounds); specs.len()];
         let mut cpu = vec![Vec::with_capacity(self.rounds); specs.len()];
@@ -489,6 +509,7 @@ fn drive(args: &Args) -> Res {
         ends,
         peer,
         rounds: counts.rounds,
+        batch_time: counts.batch_time,
         solo: args.solo.clone(),
     };
     driver.ends.set_socket(socket)?;
