@@ -140,6 +140,11 @@ impl Child {
         self.stdin = None;
     }
 
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
+    }
+
     /// Kills the child hard (SIGKILL / TerminateProcess) and reaps it.
     pub fn kill(mut self) {
         self.process.kill().unwrap();

@@ -512,7 +512,7 @@ fn describe(
         if mark.kind != ObjectKind::Region {
             info.detail = map_fd(&fd, 0, info.size.min(4096) as usize, false)
                 .ok()
-                .and_then(|page| sync::describe_state(mark.kind, &page));
+                .and_then(|page| sync::describe_state(mark.kind, fd.as_fd(), &page));
         }
     }
     if info.kind.is_none() || info.lifetime == Lifetime::Persistent {
