@@ -133,9 +133,15 @@ fn bad_names_are_usage_errors_that_say_what_is_wrong() {
         "memlink: cannot create region \"bad/name\": invalid name: '/' is not allowed; \
          use letters, digits, '.', '_', '-' and '@'"
     );
-    assert!(run(&["read", "bad name"])
+    assert!(run(&["read", "bad/name"])
         .fails(2)
-        .starts_with("memlink: cannot open region \"bad name\": invalid name"));
+        .starts_with("memlink: cannot open region \"bad/name\": invalid name"));
+    // A name the OS accepts is looked for, even outside memlink's syntax
+    // (a foreign object may have it).
+    assert_eq!(
+        run(&["read", "no such name"]).fails(1),
+        "memlink: cannot open region \"no such name\": not found"
+    );
 }
 
 #[test]
@@ -143,7 +149,7 @@ fn rm_exits_with_the_worst_status_of_its_names() {
     // A bad name is a usage error, as for every other command.
     assert!(run(&["rm", "bad/na me"])
         .fails(2)
-        .starts_with("memlink: cannot remove region \"bad/na me\": invalid name"));
+        .starts_with("memlink: cannot remove object \"bad/na me\": invalid name"));
     // A missing name fails (1), a bad one is worse (2), whatever the order;
     // each is reported.
     let missing = unique("rm-missing");
@@ -151,29 +157,30 @@ fn rm_exits_with_the_worst_status_of_its_names() {
         let out = run(&args);
         let stderr = out.fails(2);
         assert!(
-            stderr.contains(&format!("cannot remove region \"{missing}\": not found")),
+            stderr.contains(&format!("cannot remove object \"{missing}\": not found")),
             "{stderr}"
         );
         assert!(stderr.contains("invalid name"), "{stderr}");
     }
     assert_eq!(
         run(&["rm", &missing]).fails(1),
-        format!("memlink: cannot remove region \"{missing}\": not found")
+        format!("memlink: cannot remove object \"{missing}\": not found")
     );
 }
 
 #[test]
 fn missing_names_say_so() {
     let name = unique("missing");
-    for (args, verb) in [
-        (vec!["read", &name], "open"),
-        (vec!["write", &name, "--text", "x"], "open"),
-        (vec!["watch", &name], "open"),
-        (vec!["info", &name], "inspect"),
+    // `info` looks for an object of any kind.
+    for (args, what) in [
+        (vec!["read", &name], "open region"),
+        (vec!["write", &name, "--text", "x"], "open region"),
+        (vec!["watch", &name], "open region"),
+        (vec!["info", &name], "inspect object"),
     ] {
         assert_eq!(
             run(&args).fails(1),
-            format!("memlink: cannot {verb} region \"{name}\": not found"),
+            format!("memlink: cannot {what} \"{name}\": not found"),
             "{args:?}"
         );
     }

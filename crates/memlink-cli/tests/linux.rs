@@ -262,7 +262,7 @@ fn a_foreign_segment_is_read_listed_and_never_reaped() {
     assert!(listed(&name).is_none());
     assert_eq!(
         run(&["rm", &name]).fails(1),
-        format!("memlink: cannot remove region \"{name}\": not found")
+        format!("memlink: cannot remove object \"{name}\": not found")
     );
 }
 

@@ -41,7 +41,10 @@ mod sys;
 pub use bytemuck::Pod;
 pub use error::{Error, ErrorKind, ObjectKind, Operation, Result};
 pub use name::MAX_NAME_LEN;
-pub use object::{inspect, list, reap, remove, Access, Lifetime, ObjectInfo, State};
+pub use object::{
+    inspect, list, reap, remove, remove_unheld, Access, Lifetime, ObjectInfo, Origin, ReapReport,
+    State,
+};
 pub use region::{Disposition, Region, RegionOptions, View, ViewMut};
 pub use shared::{Shared, SharedGuard};
 pub use sync::{Event, EventReset, Mutex, MutexGuard, Semaphore, SyncOptions};

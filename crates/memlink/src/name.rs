@@ -7,6 +7,12 @@
 //! they select the kernel namespace as usual; elsewhere there is one
 //! namespace per machine and the prefix is ignored.
 //!
+//! That syntax is for what memlink creates. To open, inspect or remove an
+//! object that exists already, any name the OS accepts will do (see
+//! [`Name::parse_existing`]), so that foreign objects whose names fall
+//! outside the portable syntax (`with space`, `.hidden`, `probeW Map 2`)
+//! can be reached too.
+//!
 //! On Linux the name is the file name in `/dev/shm`, so a C program calling
 //! `shm_open("/NAME")` or Python's `SharedMemory("NAME")` finds the same
 //! object. On macOS, where shared-memory names are limited to 31 bytes, a
@@ -15,8 +21,12 @@
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation};
 
-/// The longest name accepted, in bytes (without a prefix).
+/// The longest name memlink creates, in bytes (without a prefix).
 pub const MAX_NAME_LEN: usize = 200;
+
+/// The longest name accepted for an object that exists already: the
+/// longest file name Linux and the BSDs allow (`NAME_MAX`).
+const MAX_EXISTING_NAME_LEN: usize = 255;
 
 /// A validated object name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +40,7 @@ pub(crate) struct Name {
 }
 
 impl Name {
+    /// Parses a name in the portable syntax, for creating an object.
     pub(crate) fn parse(
         given: &str,
         operation: Operation,
@@ -38,13 +49,7 @@ impl Name {
         let invalid = |why: String| {
             Error::new(operation, object, given, ErrorKind::InvalidName).with_detail(why)
         };
-        let (namespace, rest) = if let Some(rest) = given.strip_prefix("Global\\") {
-            (Some("Global\\"), rest)
-        } else if let Some(rest) = given.strip_prefix("Local\\") {
-            (Some("Local\\"), rest)
-        } else {
-            (None, given.strip_prefix('/').unwrap_or(given))
-        };
+        let (namespace, rest) = split_prefix(given);
         if rest.is_empty() {
             return Err(invalid("the name is empty".into()));
         }
@@ -70,6 +75,47 @@ impl Name {
             base: rest.to_owned(),
             namespace,
         })
+    }
+
+    /// Parses the name of an object that may exist already, for opening,
+    /// inspecting or removing it: the portable syntax, or any other name the
+    /// OS accepts (no NUL, no path separator, not `.` or `..`, at most 255
+    /// bytes).
+    pub(crate) fn parse_existing(
+        given: &str,
+        operation: Operation,
+        object: ObjectKind,
+    ) -> Result<Name, Error> {
+        let portable = Name::parse(given, operation, object);
+        let Err(refusal) = portable else {
+            return portable;
+        };
+        let (namespace, rest) = split_prefix(given);
+        let os_accepts = !rest.is_empty()
+            && rest.len() <= MAX_EXISTING_NAME_LEN
+            && rest != "."
+            && rest != ".."
+            && !rest.contains('\0')
+            && !rest.contains(crate::sys::NAME_SEPARATOR);
+        if !os_accepts {
+            return Err(refusal);
+        }
+        Ok(Name {
+            given: given.to_owned(),
+            base: rest.to_owned(),
+            namespace,
+        })
+    }
+
+    /// The name with `suffix` added, for an object memlink derives from
+    /// this one (the mutex beside a `Shared` value): it may exceed
+    /// [`MAX_NAME_LEN`] by the suffix, so that every valid name has one.
+    pub(crate) fn with_suffix(&self, suffix: &str) -> Name {
+        Name {
+            given: format!("{}{suffix}", self.given),
+            base: format!("{}{suffix}", self.base),
+            namespace: self.namespace,
+        }
     }
 
     /// The name as the caller wrote it.
@@ -104,6 +150,17 @@ impl Name {
         }
         short.truncate(max_len);
         short
+    }
+}
+
+/// Splits off a Windows namespace prefix or a POSIX-style leading `/`.
+fn split_prefix(given: &str) -> (Option<&'static str>, &str) {
+    if let Some(rest) = given.strip_prefix("Global\\") {
+        (Some("Global\\"), rest)
+    } else if let Some(rest) = given.strip_prefix("Local\\") {
+        (Some("Local\\"), rest)
+    } else {
+        (None, given.strip_prefix('/').unwrap_or(given))
     }
 }
 
@@ -162,6 +219,35 @@ mod tests {
             .to_string()
             .contains("at most 200"));
         assert!(parse(&"x".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn existing_objects_may_have_any_name_the_os_accepts() {
+        let existing = |s: &str| Name::parse_existing(s, Operation::Open, ObjectKind::Region);
+        assert_eq!(existing("with space").unwrap().base(), "with space");
+        assert_eq!(existing(".hidden").unwrap().base(), ".hidden");
+        assert_eq!(existing("probeW Map 2").unwrap().base(), "probeW Map 2");
+        assert_eq!(existing(&"x".repeat(255)).unwrap().base().len(), 255);
+        for bad in ["", "/", ".", "..", "a\0b", &"x".repeat(256)] {
+            let err = existing(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        }
+        let separator = format!("a{}b", crate::sys::NAME_SEPARATOR);
+        assert_eq!(
+            existing(&separator).unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
+        // Creating keeps the portable syntax.
+        assert!(Name::parse("with space", Operation::Create, ObjectKind::Region).is_err());
+    }
+
+    #[test]
+    fn a_suffix_may_take_a_name_past_the_portable_limit() {
+        let name = parse(&"x".repeat(MAX_NAME_LEN))
+            .unwrap()
+            .with_suffix(".lock");
+        assert_eq!(name.base().len(), MAX_NAME_LEN + 5);
+        assert!(name.given().ends_with(".lock"));
     }
 
     #[test]

@@ -61,17 +61,42 @@ impl State {
     }
 }
 
+/// Who made a listed object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Origin {
+    /// memlink made it (its mark says so).
+    Memlink,
+    /// Another program made it with the plain OS calls: it has no mark.
+    Foreign,
+    /// It cannot be told: the mark cannot be read (another user's private
+    /// object), or the platform keeps no mark (Windows, whose objects are
+    /// the plain kernel objects, whoever made them).
+    Unknown,
+}
+
+impl Origin {
+    /// The word used in listings: `memlink`, `foreign` or `unknown`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Origin::Memlink => "memlink",
+            Origin::Foreign => "foreign",
+            Origin::Unknown => "unknown",
+        }
+    }
+}
+
 /// What is known about one named object, from [`list`] or [`inspect`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct ObjectInfo {
     /// The object's name.
     pub name: String,
-    /// What memlink made it as; `None` for a foreign object (made by another
-    /// program with the plain OS calls). On Windows the objects memlink makes
-    /// are the plain kernel objects, indistinguishable from anyone else's, so
-    /// every object there has its kind and counts as memlink's.
+    /// Its kind: what memlink made it as, or on Windows the kernel object's
+    /// type; `None` when not known (a foreign or unreadable object on
+    /// Linux, which is plain shared memory).
     pub kind: Option<ObjectKind>,
+    /// Who made it.
+    pub origin: Origin,
     /// Its size in bytes.
     pub size: u64,
     /// Its lifetime; foreign objects are persistent.
@@ -79,20 +104,65 @@ pub struct ObjectInfo {
     /// Whether it is in use.
     pub state: State,
     /// The ids of the processes holding a handle to it, where the platform
-    /// tells (Linux does, through `/proc/locks`).
+    /// tells ([`holders_known`](ObjectInfo::holders_known)).
     pub holders: Vec<u32>,
+    /// Whether this platform tells who holds an object (Linux does, through
+    /// `/proc/locks`); where it does not, an empty `holders` means "not
+    /// known", not "none".
+    pub holders_known: bool,
     /// Unix permission bits, where the platform has them.
     pub mode: Option<u32>,
+    /// Where the object is in the file system, on platforms where it is a
+    /// file (Linux: `/dev/shm/NAME`).
+    pub path: Option<String>,
+    /// Whether [`remove`] can take the name while live processes hold the
+    /// object (not on Windows, where a name goes only with its last handle).
+    pub removable_while_held: bool,
     /// The state of a sync object, in words: `unlocked`, `count 2 of 5`,
     /// `set, manual-reset`...
     pub detail: Option<String>,
+    /// Which object this is, for [`remove_unheld`]: the name may be given
+    /// to another object after this was read.
+    pub(crate) identity: Option<sys::Identity>,
 }
 
 impl ObjectInfo {
+    /// What is known of an object before anything is read from it: its
+    /// name and the platform's capabilities; the backend fills in the rest.
+    pub(crate) fn named(name: impl Into<String>) -> ObjectInfo {
+        ObjectInfo {
+            name: name.into(),
+            kind: None,
+            origin: Origin::Unknown,
+            size: 0,
+            lifetime: Lifetime::Persistent,
+            state: State::Unknown,
+            holders: Vec::new(),
+            holders_known: sys::HOLDERS_KNOWN,
+            mode: None,
+            path: None,
+            removable_while_held: sys::REMOVE_WHILE_HELD,
+            detail: None,
+            identity: None,
+        }
+    }
+
     /// Whether memlink made this object.
     pub fn is_memlink(&self) -> bool {
-        self.kind.is_some()
+        self.origin == Origin::Memlink
     }
+}
+
+/// What [`reap`] did: the stale objects it removed, and those it found but
+/// had to leave, each with the reason (another user's object that this
+/// user may not remove, say).
+#[derive(Debug, Default)]
+#[non_exhaustive]
+pub struct ReapReport {
+    /// The stale objects removed.
+    pub removed: Vec<ObjectInfo>,
+    /// The stale objects left in place, and why.
+    pub skipped: Vec<(ObjectInfo, Error)>,
 }
 
 /// Everything needed to create an object; built by the public option types.
@@ -108,36 +178,75 @@ pub(crate) struct CreateSpec {
 /// Lists the named shared-memory objects on this machine: memlink's own
 /// (of every kind) and foreign ones.
 ///
-/// Listing never removes anything; stale objects are shown as
-/// [`State::Stale`]. On Windows, where the kernel does not offer a
-/// supported way to enumerate named sections, this is an
-/// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error.
+/// Listing never removes anything on Linux and Windows; stale objects are
+/// shown as [`State::Stale`]. On Windows the objects are read from the
+/// kernel's object directories (`\BaseNamedObjects` and the session's
+/// own), sections and sync objects alike. On macOS and FreeBSD, which
+/// cannot enumerate shared memory, only this user's memlink objects are
+/// listed, and a stale one found there is removed under the lock that
+/// proved it stale.
 pub fn list() -> Result<Vec<ObjectInfo>> {
     let mut objects = sys::list()?;
     objects.sort_by(|a, b| a.name.cmp(&b.name));
     Ok(objects)
 }
 
-/// What is known about the object called `name`.
+/// What is known about the object called `name` (any name the OS accepts,
+/// not only memlink's portable syntax, so foreign objects can be looked
+/// at). A name held by something that is not a shared-memory object (a
+/// directory, a FIFO...) is an [`ErrorKind::WrongKind`] error that says
+/// what is there.
+///
+/// [`ErrorKind::WrongKind`]: crate::ErrorKind::WrongKind
 pub fn inspect(name: &str) -> Result<ObjectInfo> {
-    let name = Name::parse(name, Operation::Inspect, ObjectKind::Region)?;
+    let name = parse_any(name, Operation::Inspect)?;
     sys::inspect(&name)
 }
 
 /// Removes the name `name`, whatever made it and whoever holds it (as
-/// `shm_unlink` does). Processes that hold the object keep their handles and
-/// views; new opens fail with `NotFound`.
+/// `shm_unlink` does), and whatever it is (a FIFO or an empty directory
+/// blocking the name goes too). Processes that hold the object keep their
+/// handles and views; new opens fail with `NotFound`. Any name the OS
+/// accepts will do. On Windows, which removes a name only with the last
+/// handle to its object, this is an
+/// [`ErrorKind::Unsupported`](crate::ErrorKind::Unsupported) error.
 pub fn remove(name: &str) -> Result<()> {
-    let name = Name::parse(name, Operation::Remove, ObjectKind::Region)?;
+    let name = parse_any(name, Operation::Remove)?;
     sys::remove(&name)
 }
 
-/// Removes the stale objects left by processes that died, and returns what
-/// it removed. Objects that memlink did not make are never touched.
-pub fn reap() -> Result<Vec<ObjectInfo>> {
+/// Removes the object that `seen` (from [`inspect`] or [`list`]) describes,
+/// only if the name still refers to that very object and, for a memlink
+/// last-handle object, no live handle holds it: the proof is taken under
+/// the object's exclusive lock, which every memlink process takes before
+/// it removes a name, so a stale object reaped and re-created meanwhile by
+/// someone else is never removed in its place.
+///
+/// Persistent and foreign objects, which live without handles, need only
+/// be the same object. Errors: [`ErrorKind::InUse`] when live processes
+/// hold it, [`ErrorKind::NotFound`] when the object looked at is gone
+/// (even if another has its name now).
+///
+/// [`ErrorKind::InUse`]: crate::ErrorKind::InUse
+/// [`ErrorKind::NotFound`]: crate::ErrorKind::NotFound
+pub fn remove_unheld(seen: &ObjectInfo) -> Result<()> {
+    let name = parse_any(&seen.name, Operation::Remove)?;
+    sys::remove_unheld(&name, seen)
+}
+
+/// Parses the name for an operation on whatever object has it.
+fn parse_any(name: &str, operation: Operation) -> Result<Name> {
+    Name::parse_existing(name, operation, ObjectKind::Region).map_err(Error::of_any_kind)
+}
+
+/// Removes the stale objects left by processes that died, and reports what
+/// it removed and what it had to leave (with why). Objects that memlink did
+/// not make are never touched. An error is returned only when the objects
+/// cannot be listed at all.
+pub fn reap() -> Result<ReapReport> {
     sys::reap()
 }
 
 pub(crate) fn list_error(operation: Operation, err: std::io::Error) -> Error {
-    Error::os(operation, ObjectKind::Region, "", err)
+    Error::os(operation, ObjectKind::Region, "", err).of_any_kind()
 }

@@ -183,7 +183,7 @@ impl Region {
     /// Opens an existing region. A missing name is an
     /// [`ErrorKind::NotFound`] error.
     pub fn open(name: &str, access: Access) -> Result<Region> {
-        let parsed = Name::parse(name, Operation::Open, ObjectKind::Region)?;
+        let parsed = Name::parse_existing(name, Operation::Open, ObjectKind::Region)?;
         let handle = sys::Handle::open(&parsed, ObjectKind::Region, access)?;
         Ok(Region {
             handle,

@@ -92,15 +92,26 @@ fn create_or_open<T>(
     create: impl Fn(&Name) -> Result<T>,
     open: impl Fn(&Name) -> Result<T>,
 ) -> Result<(T, Disposition)> {
+    let parsed = Name::parse(name, Operation::CreateOrOpen, kind)?;
+    create_or_open_parsed(&parsed, kind, create, open)
+}
+
+/// `create_or_open` of a name parsed already.
+fn create_or_open_parsed<T>(
+    parsed: &Name,
+    kind: ObjectKind,
+    create: impl Fn(&Name) -> Result<T>,
+    open: impl Fn(&Name) -> Result<T>,
+) -> Result<(T, Disposition)> {
     let op = Operation::CreateOrOpen;
-    let parsed = Name::parse(name, op, kind)?;
+    let name = parsed.given();
     for _ in 0..1000 {
-        match create(&parsed) {
+        match create(parsed) {
             Ok(object) => return Ok((object, Disposition::Created)),
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.reframe(op)),
         }
-        match open(&parsed) {
+        match open(parsed) {
             Ok(object) => return Ok((object, Disposition::Opened)),
             Err(e) if e.kind() == ErrorKind::NotFound => {}
             Err(e) => return Err(e.reframe(op)),
@@ -180,15 +191,33 @@ impl Mutex {
 
     /// Opens an existing mutex.
     pub fn open(name: &str) -> Result<Mutex> {
-        let name = Name::parse(name, Operation::Open, ObjectKind::Mutex)?;
-        let raw = sys::RawMutex::open(&name)?;
-        Ok(Mutex { raw, name })
+        Mutex::open_named(&Name::parse_existing(
+            name,
+            Operation::Open,
+            ObjectKind::Mutex,
+        )?)
     }
 
     /// Creates the mutex or opens it if it exists; says which happened.
     pub fn create_or_open(name: &str) -> Result<(Mutex, Disposition)> {
+        let parsed = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Mutex)?;
+        Mutex::create_or_open_named(&parsed)
+    }
+
+    /// Opens the mutex called `name`, parsed already.
+    pub(crate) fn open_named(name: &Name) -> Result<Mutex> {
+        let raw = sys::RawMutex::open(name)?;
+        Ok(Mutex {
+            raw,
+            name: name.clone(),
+        })
+    }
+
+    /// `create_or_open` of a name parsed already (or derived, as the mutex
+    /// beside a `Shared` value is).
+    pub(crate) fn create_or_open_named(name: &Name) -> Result<(Mutex, Disposition)> {
         let spec = SyncOptions::new().spec();
-        create_or_open(
+        create_or_open_parsed(
             name,
             ObjectKind::Mutex,
             |n| {
@@ -321,7 +350,7 @@ impl Semaphore {
 
     /// Opens an existing semaphore.
     pub fn open(name: &str) -> Result<Semaphore> {
-        let name = Name::parse(name, Operation::Open, ObjectKind::Semaphore)?;
+        let name = Name::parse_existing(name, Operation::Open, ObjectKind::Semaphore)?;
         let raw = sys::RawSemaphore::open(&name)?;
         Ok(Semaphore { raw, name })
     }
@@ -442,7 +471,7 @@ impl Event {
 
     /// Opens an existing event.
     pub fn open(name: &str) -> Result<Event> {
-        let name = Name::parse(name, Operation::Open, ObjectKind::Event)?;
+        let name = Name::parse_existing(name, Operation::Open, ObjectKind::Event)?;
         let raw = sys::RawEvent::open(&name)?;
         Ok(Event { raw, name })
     }

@@ -188,7 +188,7 @@ fn listing_tells_memlink_objects_from_foreign_and_stale_ones() {
     assert!(s.holders.is_empty());
     assert_eq!(memlink::inspect(&stale).unwrap().state, State::Stale);
 
-    let reaped = memlink::reap().unwrap();
+    let reaped = memlink::reap().unwrap().removed;
     let reaped: Vec<&str> = reaped.iter().map(|o| o.name.as_str()).collect();
     assert!(reaped.contains(&stale.as_str()), "{reaped:?}");
     assert!(

@@ -88,7 +88,33 @@ pub(crate) use super::unix::Mapping;
 use super::unix::{map_fd, map_view, os_err, reserve_error, Mark, RACE_RETRIES};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
+use crate::object::{
+    list_error, Access, CreateSpec, Lifetime, ObjectInfo, Origin, ReapReport, State,
+};
+
+/// The character that cannot be in a name: names are file names in
+/// `/dev/shm`.
+pub(crate) const NAME_SEPARATOR: char = '/';
+/// `/proc/locks` tells who holds each object.
+pub(crate) const HOLDERS_KNOWN: bool = true;
+/// `unlink` takes a name from its holders.
+pub(crate) const REMOVE_WHILE_HELD: bool = true;
+
+/// Which object a name referred to: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    fn of(st: &fs::Stat) -> Identity {
+        Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
 
 const SHM_DIR: &str = "/dev/shm";
 const MARK_ATTR: &str = "user.memlink";
@@ -110,7 +136,14 @@ fn shm_dir() -> io::Result<BorrowedFd<'static>> {
 /// Reads and writes the mark as the extended attribute `user.memlink`.
 trait XattrMark: Sized {
     fn write(self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()>;
-    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Self>;
+    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Self> {
+        Self::read_checked(fd, st_mode, expected).ok().flatten()
+    }
+    fn read_checked(
+        fd: BorrowedFd<'_>,
+        st_mode: u32,
+        expected: ObjectKind,
+    ) -> Result<Option<Self>, Errno>;
 }
 
 impl XattrMark for Mark {
@@ -131,18 +164,24 @@ impl XattrMark for Mark {
         }
     }
 
-    /// Reads the mark; `None` means a foreign object. The sticky-bit
-    /// fallback cannot tell kinds apart, so it reports `expected` (sync
-    /// objects still check the header in their page).
-    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Mark> {
+    /// Reads the mark; `Ok(None)` means a foreign object, an error that
+    /// the mark cannot be read. The sticky-bit fallback cannot tell kinds
+    /// apart, so it reports `expected` (sync objects still check the header
+    /// in their page).
+    fn read_checked(
+        fd: BorrowedFd<'_>,
+        st_mode: u32,
+        expected: ObjectKind,
+    ) -> Result<Option<Mark>, Errno> {
         let mut buf = [0u8; 64];
         match fs::fgetxattr(fd, MARK_ATTR, &mut buf) {
-            Ok(n) => Mark::decode(&buf[..n]),
-            Err(Errno::OPNOTSUPP) if st_mode & libc::S_ISVTX != 0 => Some(Mark {
+            Ok(n) => Ok(Mark::decode(&buf[..n])),
+            Err(Errno::OPNOTSUPP) if st_mode & libc::S_ISVTX != 0 => Ok(Some(Mark {
                 kind: expected,
                 lifetime: Lifetime::LastHandle,
-            }),
-            Err(_) => None,
+            })),
+            Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -220,8 +259,23 @@ impl Handle {
                     return Ok(handle);
                 }
                 Err(Errno::EXIST) => {
-                    if remove_if_stale(dir, name.base()).map_err(err)? == Taken::Held {
-                        return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists));
+                    let taken = |detail: String| {
+                        Error::new(op, kind, name.given(), ErrorKind::AlreadyExists)
+                            .with_detail(detail)
+                    };
+                    match remove_if_stale(dir, name.base()).map_err(err)? {
+                        Taken::Removed | Taken::Gone => {}
+                        Taken::Held => {
+                            return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists))
+                        }
+                        Taken::Unreadable { uid } => return Err(taken(format!(
+                            "it belongs to uid {uid}, and this user cannot open it to tell whether it is still in use"
+                        ))),
+                        Taken::NotAnObject(what) => return Err(taken(not_an_object_detail(what))),
+                        Taken::Unremovable { uid } => {
+                            return Err(Error::new(op, kind, name.given(), ErrorKind::PermissionDenied)
+                                .with_detail(unremovable_detail(uid)))
+                        }
                     }
                 }
                 Err(e) => return Err(err(e.into())),
@@ -249,24 +303,33 @@ impl Handle {
                 Err(Errno::NOENT) => {
                     return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound))
                 }
-                Err(Errno::LOOP) => {
-                    return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
-                        .with_detail("it is a symbolic link, not a shared-memory object"))
+                Err(e) => {
+                    // A symbolic link (ELOOP), a socket (ENXIO), a directory
+                    // (EISDIR)...: name what is there, as everywhere else.
+                    if let Some(what) = not_an_object_at(dir, name.base()) {
+                        return Err(not_an_object(op, kind, name, what));
+                    }
+                    return Err(err(e.into()));
                 }
-                Err(e) => return Err(err(e.into())),
             };
             let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
-                    .with_detail("it is not a shared-memory object"));
+            if let Some(what) = file_type_name(st.st_mode) {
+                return Err(not_an_object(op, kind, name, what));
             }
             let mark = Mark::read(fd.as_fd(), st.st_mode, kind);
             let last_handle = mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle);
             match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) if last_handle => {
                     // Every holder is dead: the object is gone, as on
-                    // Windows, whatever its kind.
-                    unlink_if_same(dir, name.base(), &fd).map_err(err)?;
+                    // Windows, whatever its kind. Another user's object that
+                    // this user may not unlink (the sticky /dev/shm) stays
+                    // on disk, but is gone all the same, until someone who
+                    // may remove it comes by.
+                    match unlink_if_same(dir, name.base(), &fd) {
+                        Ok(_) => {}
+                        Err(e) if is_refusal(&e) => {}
+                        Err(e) => return Err(err(e)),
+                    }
                     return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound));
                 }
                 Ok(()) | Err(Errno::WOULDBLOCK) => {}
@@ -348,21 +411,23 @@ fn publish(fd: &OwnedFd, dir: BorrowedFd<'_>, base: &str) -> Result<(), Errno> {
     )
 }
 
-/// Removes `base` from `dir` if it still names the inode open as `fd`.
-/// The caller holds the exclusive lock, so no handle can appear meanwhile.
-fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<()> {
+/// Removes `base` from `dir` if it still names the inode open as `fd`;
+/// says whether this call removed it. The caller holds the exclusive lock,
+/// so no handle can appear meanwhile.
+fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<bool> {
     let ours = fs::fstat(fd)?;
     if ours.st_nlink == 0 {
-        return Ok(());
+        return Ok(false);
     }
     match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(named) if named.st_dev == ours.st_dev && named.st_ino == ours.st_ino => {
+        Ok(named) if Identity::of(&named) == Identity::of(&ours) => {
             match fs::unlinkat(dir, base, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Ok(()) => Ok(true),
+                Err(Errno::NOENT) => Ok(false),
                 Err(e) => Err(e.into()),
             }
         }
-        Ok(_) | Err(Errno::NOENT) => Ok(()),
+        Ok(_) | Err(Errno::NOENT) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -378,6 +443,56 @@ fn open_to_look(dir: BorrowedFd<'_>, base: &str) -> Result<OwnedFd, Errno> {
     )
 }
 
+/// What a file that is not a regular file is, in words; `None` for a
+/// regular file (which may be a shared-memory object).
+fn file_type_name(st_mode: u32) -> Option<&'static str> {
+    Some(match st_mode & libc::S_IFMT {
+        libc::S_IFREG => return None,
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        _ => "a special file",
+    })
+}
+
+/// What is at `base` if it is there and not a regular file.
+fn not_an_object_at(dir: BorrowedFd<'_>, base: &str) -> Option<&'static str> {
+    let st = fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    file_type_name(st.st_mode)
+}
+
+/// The detail every operation gives for a name held by something that is
+/// not a shared-memory object.
+fn not_an_object_detail(what: &str) -> String {
+    format!("it is {what}, not a shared-memory object")
+}
+
+fn not_an_object(op: Operation, kind: ObjectKind, name: &Name, what: &str) -> Error {
+    let error_kind = if op == Operation::Create {
+        ErrorKind::AlreadyExists
+    } else {
+        ErrorKind::WrongKind
+    };
+    Error::new(op, kind, name.given(), error_kind).with_detail(not_an_object_detail(what))
+}
+
+/// Whether an error is the OS refusing this user (as the sticky `/dev/shm`
+/// refuses to unlink another user's file).
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+/// Why a stale object of user `uid` stays.
+fn unremovable_detail(uid: u32) -> String {
+    format!(
+        "the name is held by a stale object (every holder died) of uid {uid}, \
+         and /dev/shm lets only its owner or root remove it"
+    )
+}
+
 /// What became of a name that was found taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Taken {
@@ -387,6 +502,12 @@ enum Taken {
     Gone,
     /// A live handle holds it, or it is not a memlink last-handle object.
     Held,
+    /// It belongs to user `uid`, and this user cannot open it to tell.
+    Unreadable { uid: u32 },
+    /// A stale object of user `uid`, which this user may not remove.
+    Unremovable { uid: u32 },
+    /// It is not a shared-memory object: a directory, a FIFO...
+    NotAnObject(&'static str),
 }
 
 /// If `base` names a memlink last-handle object with no live handle,
@@ -395,14 +516,24 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<Taken> {
     let fd = match open_to_look(dir, base) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(Taken::Gone),
-        Err(Errno::ACCESS) | Err(Errno::LOOP) => return Ok(Taken::Held),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Ok(match file_type_name(st.st_mode) {
+                    Some(what) => Taken::NotAnObject(what),
+                    None if e == Errno::ACCESS => Taken::Unreadable { uid: st.st_uid },
+                    None => Taken::Held,
+                }),
+                Err(Errno::NOENT) => Ok(Taken::Gone),
+                Err(_) => Err(e.into()),
+            }
+        }
     };
     let st = fs::fstat(&fd)?;
+    if let Some(what) = file_type_name(st.st_mode) {
+        return Ok(Taken::NotAnObject(what));
+    }
     let mark = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region);
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG
-        || !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle)
-    {
+    if !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
         return Ok(Taken::Held);
     }
     match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
@@ -424,8 +555,12 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<Taken> {
         }
         Err(e) => return Err(e.into()),
     }
-    unlink_if_same(dir, base, &fd)?;
-    Ok(Taken::Removed)
+    match unlink_if_same(dir, base, &fd) {
+        Ok(_) => Ok(Taken::Removed),
+        // Stale all the same: opens say NotFound (see `Handle::open`).
+        Err(e) if is_refusal(&e) => Ok(Taken::Unremovable { uid: st.st_uid }),
+        Err(e) => Err(e),
+    }
 }
 
 /// The holders of every shared flock in the system (every live handle has
@@ -467,31 +602,28 @@ fn describe(
     dir: BorrowedFd<'_>,
     base: &str,
     holders: Option<&[((u64, u64), u32)]>,
-) -> io::Result<Option<ObjectInfo>> {
+) -> io::Result<Described> {
     let st = match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::NOENT) => return Ok(Described::Nothing),
         Err(e) => return Err(e.into()),
     };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Ok(None);
+    if let Some(what) = file_type_name(st.st_mode) {
+        return Ok(Described::NotAnObject(what));
     }
-    let mut info = ObjectInfo {
-        name: base.to_owned(),
-        kind: None,
-        size: st.st_size as u64,
-        lifetime: Lifetime::Persistent,
-        state: State::Unknown,
-        holders: Vec::new(),
-        mode: Some(st.st_mode & 0o7777),
-        detail: None,
-    };
+    let mut info = ObjectInfo::named(base);
+    info.size = st.st_size as u64;
+    info.mode = Some(st.st_mode & 0o7777);
+    info.path = Some(format!("{SHM_DIR}/{base}"));
+    info.identity = Some(Identity::of(&st));
     let fd = match open_to_look(dir, base) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(_) => return Ok(Some(info)),
+        Err(Errno::NOENT) => return Ok(Described::Nothing),
+        // Another user's private object: who made it cannot be told.
+        Err(_) => return Ok(Described::Object(info)),
     };
     let st = fs::fstat(&fd)?;
+    info.identity = Some(Identity::of(&st));
     let key = (st.st_dev, st.st_ino);
     let holders_of = |all: &[((u64, u64), u32)]| {
         let mut pids: Vec<u32> = all
@@ -506,18 +638,23 @@ fn describe(
     if let Some(all) = holders {
         info.holders = holders_of(all);
     }
-    if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region) {
-        info.kind = Some(mark.kind);
-        info.lifetime = mark.lifetime;
-        if mark.kind != ObjectKind::Region {
-            info.detail = map_fd(&fd, 0, info.size.min(4096) as usize, false)
-                .ok()
-                .and_then(|page| sync::describe_state(mark.kind, fd.as_fd(), &page));
+    match Mark::read_checked(fd.as_fd(), st.st_mode, ObjectKind::Region) {
+        Ok(Some(mark)) => {
+            info.origin = Origin::Memlink;
+            info.kind = Some(mark.kind);
+            info.lifetime = mark.lifetime;
+            if mark.kind != ObjectKind::Region {
+                info.detail = map_fd(&fd, 0, info.size.min(4096) as usize, false)
+                    .ok()
+                    .and_then(|page| sync::describe_state(mark.kind, fd.as_fd(), &page));
+            }
         }
+        Ok(None) => info.origin = Origin::Foreign,
+        Err(_) => return Ok(Described::Object(info)),
     }
-    if info.kind.is_none() || info.lifetime == Lifetime::Persistent {
+    if info.origin == Origin::Foreign || info.lifetime == Lifetime::Persistent {
         info.state = State::Alive;
-        return Ok(Some(info));
+        return Ok(Described::Object(info));
     }
     info.state = match holders {
         Some(_) if !info.holders.is_empty() => State::Alive,
@@ -534,14 +671,25 @@ fn describe(
         },
         None => match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
-                unlink_if_same(dir, base, &fd)?;
+                match unlink_if_same(dir, base, &fd) {
+                    Ok(_) => {}
+                    Err(e) if is_refusal(&e) => {}
+                    Err(e) => return Err(e),
+                }
                 State::Stale
             }
             Err(Errno::WOULDBLOCK) => State::Alive,
             Err(_) => State::Unknown,
         },
     };
-    Ok(Some(info))
+    Ok(Described::Object(info))
+}
+
+/// What `describe` found under a name.
+enum Described {
+    Nothing,
+    NotAnObject(&'static str),
+    Object(ObjectInfo),
 }
 
 fn for_each_object(
@@ -568,7 +716,7 @@ fn for_each_object(
             continue;
         }
         let base = base.to_owned();
-        if let Some(info) = describe(dir, &base, holders.as_deref()).map_err(err)? {
+        if let Described::Object(info) = describe(dir, &base, holders.as_deref()).map_err(err)? {
             visit(dir, &base, info).map_err(err)?;
         }
     }
@@ -585,34 +733,171 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
 }
 
 pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
-    let err = |e: io::Error| os_err(Operation::Inspect, ObjectKind::Region, name, e);
+    let op = Operation::Inspect;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_any_kind();
     let dir = shm_dir().map_err(err)?;
     match describe(dir, name.base(), flock_holders().as_deref()).map_err(err)? {
-        Some(info) => Ok(info),
-        None => Err(Error::new(
-            Operation::Inspect,
+        Described::Object(info) => Ok(info),
+        Described::NotAnObject(what) => {
+            Err(not_an_object(op, ObjectKind::Region, name, what).of_any_kind())
+        }
+        Described::Nothing => {
+            Err(Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound).of_any_kind())
+        }
+    }
+}
+
+/// The kind memlink's mark gives the object `fd`, if it can be read.
+fn kind_of(fd: &OwnedFd, st: &fs::Stat) -> Option<ObjectKind> {
+    Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region).map(|m| m.kind)
+}
+
+/// Unlinks `base`, a directory or not, with errors naming `kind`.
+fn unlink_any(
+    dir: BorrowedFd<'_>,
+    name: &Name,
+    st: &fs::Stat,
+    kind: Option<ObjectKind>,
+) -> Result<()> {
+    let flags = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    match fs::unlinkat(dir, name.base(), flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT) => Err(Error::new(
+            Operation::Remove,
             ObjectKind::Region,
             name.given(),
             ErrorKind::NotFound,
-        )),
+        )
+        .of_kind(kind)),
+        Err(e) => {
+            let e = io::Error::from(e);
+            let refused = is_refusal(&e);
+            let error = os_err(Operation::Remove, ObjectKind::Region, name, e).of_kind(kind);
+            Err(if refused {
+                error.with_detail(format!(
+                    "it belongs to uid {}, and /dev/shm lets only its owner or root remove it",
+                    st.st_uid
+                ))
+            } else {
+                error
+            })
+        }
     }
 }
 
 pub(crate) fn remove(name: &Name) -> Result<()> {
-    let err = |e: io::Error| os_err(Operation::Remove, ObjectKind::Region, name, e);
+    let op = Operation::Remove;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_any_kind();
     let dir = shm_dir().map_err(err)?;
-    fs::unlinkat(dir, name.base(), AtFlags::empty()).map_err(|e| err(e.into()))
+    let st = match fs::statat(dir, name.base(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => {
+            return Err(
+                Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound).of_any_kind(),
+            )
+        }
+        Err(e) => return Err(err(e.into())),
+    };
+    let kind = match file_type_name(st.st_mode) {
+        Some(_) => None,
+        None => open_to_look(dir, name.base())
+            .ok()
+            .and_then(|fd| kind_of(&fd, &st)),
+    };
+    unlink_any(dir, name, &st, kind)
 }
 
-pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
-    let mut reaped = Vec::new();
+pub(crate) fn remove_unheld(name: &Name, seen: &ObjectInfo) -> Result<()> {
+    let op = Operation::Remove;
+    let kind = seen.kind;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_kind(kind);
+    let gone = |detail: &str| {
+        Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound)
+            .of_kind(kind)
+            .with_detail(detail.to_owned())
+    };
+    let dir = shm_dir().map_err(err)?;
+    let st = match fs::statat(dir, name.base(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Err(gone("it was removed meanwhile")),
+        Err(e) => return Err(err(e.into())),
+    };
+    let changed = "the object looked at was removed meanwhile, and another has its name now";
+    if seen.identity.is_some_and(|id| id != Identity::of(&st)) {
+        return Err(gone(changed));
+    }
+    if file_type_name(st.st_mode).is_some() {
+        return unlink_any(dir, name, &st, kind);
+    }
+    let fd = match open_to_look(dir, name.base()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(gone("it was removed meanwhile")),
+        // Cannot be locked: removed only if it is an object that needs no
+        // proof (as `seen` says), and then by name.
+        Err(_) if !(seen.is_memlink() && seen.lifetime == Lifetime::LastHandle) => {
+            return unlink_any(dir, name, &st, kind)
+        }
+        Err(e) => return Err(err(e.into())),
+    };
+    let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
+    if seen.identity.is_some_and(|id| id != Identity::of(&st)) {
+        return Err(gone(changed));
+    }
+    let mark = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region);
+    let kind = mark.map(|m| m.kind).or(kind);
+    if mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
+        // The proof: no handle can exist while this lock is held, and no
+        // memlink process removes the name without taking it first.
+        match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                return Err(
+                    Error::new(op, ObjectKind::Region, name.given(), ErrorKind::InUse)
+                        .of_kind(kind),
+                )
+            }
+            Err(e) => return Err(err(e.into())),
+        }
+    }
+    match unlink_if_same(dir, name.base(), &fd) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(gone(changed)),
+        Err(e) if is_refusal(&e) => Err(os_err(op, ObjectKind::Region, name, e)
+            .of_kind(kind)
+            .with_detail(format!(
+                "it belongs to uid {}, and /dev/shm lets only its owner or root remove it",
+                st.st_uid
+            ))),
+        Err(e) => Err(err(e)),
+    }
+}
+
+pub(crate) fn reap() -> Result<ReapReport> {
+    let mut report = ReapReport::default();
     for_each_object(Operation::Reap, |dir, base, info| {
+        if info.state != State::Stale {
+            return Ok(());
+        }
         // The exclusive lock in remove_if_stale is the proof; the listing
-        // only says where to look.
-        if info.state == State::Stale && remove_if_stale(dir, base)? == Taken::Removed {
-            reaped.push(info);
+        // only says where to look. One object's failure stops nothing.
+        let kind = info.kind.unwrap_or(ObjectKind::Region);
+        let skip = |error: Error| (info.clone(), error);
+        match remove_if_stale(dir, base) {
+            Ok(Taken::Removed) => report.removed.push(info),
+            Ok(Taken::Unremovable { uid }) => report.skipped.push(skip(
+                Error::new(Operation::Reap, kind, base, ErrorKind::PermissionDenied)
+                    .with_detail(unremovable_detail(uid)),
+            )),
+            Ok(_) => {}
+            Err(e) => report
+                .skipped
+                .push(skip(Error::os(Operation::Reap, kind, base, e))),
         }
         Ok(())
     })?;
-    Ok(reaped)
+    Ok(report)
 }
