@@ -615,3 +615,15 @@ fn a_mutex_listing_tells_locked_unlocked_and_abandoned_apart() {
     drop(guard);
     wait_for_detail(&name, "unlocked");
 }
+
+#[test]
+fn shared_works_with_the_longest_valid_name() {
+    let tag = unique_name("long");
+    let name = format!("{tag}{}", "x".repeat(memlink::MAX_NAME_LEN - tag.len()));
+    assert_eq!(name.len(), memlink::MAX_NAME_LEN);
+    let (shared, how) = Shared::<u64>::create_or_open(&name).unwrap();
+    assert_eq!(how, memlink::Disposition::Created);
+    *shared.lock().unwrap() = 7;
+    let again = Shared::<u64>::open(&name).unwrap();
+    assert_eq!(*again.lock().unwrap(), 7);
+}
