@@ -49,6 +49,11 @@ fn child_entry() {
                 None => say("other's not reported"),
             }
         }
+        ["create_sized", name, size] => {
+            let _region = Region::create(name, size.parse().unwrap()).unwrap();
+            say("created");
+            hear();
+        }
         // Re-creates, live, a name whose stale object it reaps first.
         ["recreate", name] => {
             memlink::reap().unwrap();
@@ -754,4 +759,130 @@ fn errors_about_names_say_which_kind_of_object() {
         held.to_string().starts_with("cannot remove mutex"),
         "{held}"
     );
+}
+
+/// The variable that tells a test it runs in a private, small /dev/shm.
+const SMALL_SHM_VAR: &str = "MEMLINK_TEST_SMALL_DEV_SHM";
+
+/// Runs the ignored test `inner` in a child with a private mount namespace
+/// whose /dev/shm is a fresh tmpfs of `size` (never the real /dev/shm).
+/// Skipped where that cannot be made (not root, no `unshare`).
+fn in_small_dev_shm(size: &str, inner: &str) {
+    if !rustix::process::getuid().is_root() {
+        return eprintln!("not root: cannot mount a private /dev/shm; skipped");
+    }
+    let script = format!(
+        "mount -t tmpfs -o size={size},mode=1777 memlink-test /dev/shm && \
+         exec \"$0\" --ignored --exact {inner} --nocapture --test-threads=1"
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(std::env::current_exe().unwrap())
+        .env(SMALL_SHM_VAR, size)
+        .output();
+    let Ok(out) = out else {
+        return eprintln!("unshare not available; skipped");
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{inner} in a {size} /dev/shm: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// In an inner test: whether this runs in the small private /dev/shm that
+/// `in_small_dev_shm` made (and not, by mistake, on the real one).
+fn in_the_small_dev_shm() -> bool {
+    if std::env::var_os(SMALL_SHM_VAR).is_none() {
+        return false;
+    }
+    let st = rustix::fs::statvfs("/dev/shm").unwrap();
+    let total = st.f_blocks * st.f_frsize;
+    assert!(total <= 4 << 20, "not the small /dev/shm: {total} bytes");
+    true
+}
+
+fn free_in_dev_shm() -> u64 {
+    let st = rustix::fs::statvfs("/dev/shm").unwrap();
+    st.f_bavail * st.f_frsize
+}
+
+#[test]
+fn a_full_dev_shm_reaps_the_dead_first_and_names_what_holds_it() {
+    in_small_dev_shm("1M", "full_dev_shm_inner");
+}
+
+#[test]
+#[ignore = "run in a private 1 MiB /dev/shm by a_full_dev_shm_reaps_the_dead_first_and_names_what_holds_it"]
+fn full_dev_shm_inner() {
+    if !in_the_small_dev_shm() {
+        return;
+    }
+    let size = (700 << 10).to_string();
+    let stale = unique_name("space-stale");
+    let child = Child::spawn("create_sized", &[&stale, &size]);
+    child.expect("created");
+    child.kill(); // its 700 KiB stay taken, by nobody alive
+    let other = unique_name("space-other");
+    let region = Region::create(&other, 700 << 10).expect("the dead's space is reaped for it");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{stale}")).exists());
+
+    let third = unique_name("space-third");
+    let err = Region::create(&third, 700 << 10).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("/dev/shm has "), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "the most is held by \"{other}\" (700 KiB, held by pid {})",
+            std::process::id()
+        )),
+        "{msg}"
+    );
+    drop(region);
+}
+
+#[test]
+fn reads_take_no_space_and_writes_that_do_not_fit_are_errors() {
+    in_small_dev_shm("1M", "sparse_region_inner");
+}
+
+#[test]
+#[ignore = "run in a private 1 MiB /dev/shm by reads_take_no_space_and_writes_that_do_not_fit_are_errors"]
+fn sparse_region_inner() {
+    if !in_the_small_dev_shm() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let name = unique_name("sparse");
+    let region = RegionOptions::new()
+        .reserve(false)
+        .create(&name, 16 * MIB as u64)
+        .unwrap();
+    let free = free_in_dev_shm();
+    let mut chunk = vec![0xffu8; MIB];
+    for i in 0..16 {
+        region.read_at((i * MIB) as u64, &mut chunk).unwrap();
+        assert!(chunk.iter().all(|&b| b == 0));
+    }
+    assert_eq!(
+        free_in_dev_shm(),
+        free,
+        "reading 16 MiB of holes took no space"
+    );
+
+    let err = region.write_at(0, &vec![1u8; 2 * MIB]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.to_string().contains("/dev/shm is full: "), "{err}");
+    let reader = Region::open(&name, Access::ReadOnly).unwrap();
+    assert_eq!(
+        reader.write_at(0, b"x").unwrap_err().kind(),
+        ErrorKind::ReadOnly
+    );
+    let past = reader
+        .read_at(16 * MIB as u64 - 1, &mut [0; 2])
+        .unwrap_err();
+    assert_eq!(past.kind(), ErrorKind::InvalidArgument, "{past}");
 }

@@ -606,6 +606,26 @@ impl Handle {
         self.size
     }
 
+    /// Fills `buf` from `offset`, through a temporary view: macOS's
+    /// shared-memory descriptors cannot be read with `pread`.
+    pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let view = self.map(offset, buf.len(), false)?;
+        // SAFETY: the view is `buf.len()` readable bytes that live until
+        // the end of this function; `buf` is not inside it.
+        unsafe { std::ptr::copy_nonoverlapping(view.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`, through a temporary view, as `read_at`
+    /// reads.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let view = self.map(offset, data.len(), true)?;
+        // SAFETY: the view is `data.len()` writable bytes that live until
+        // the end of this function; `data` is not inside it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), view.as_ptr(), data.len()) };
+        Ok(())
+    }
+
     pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {
         map_view(&self.shm, offset, len, writable, self.kind, &self.name)
     }

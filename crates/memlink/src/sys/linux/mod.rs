@@ -232,12 +232,30 @@ impl Handle {
             lifetime: spec.lifetime,
         };
         mark.write(fd.as_fd(), mode).map_err(err)?;
-        if spec.reserve {
-            fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size)
-                .map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
-        } else {
-            fs::ftruncate(&fd, spec.size)
-                .map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
+        let reserve = || {
+            if spec.reserve {
+                fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size)
+            } else {
+                fs::ftruncate(&fd, spec.size)
+            }
+        };
+        match reserve() {
+            Ok(()) => {}
+            Err(Errno::NOSPC) => {
+                // The dead may hold the space: reap memlink's stale objects
+                // and try again once before failing.
+                let reaped = reap().map_or(0, |report| report.removed.len());
+                let retried = if reaped > 0 {
+                    reserve()
+                } else {
+                    Err(Errno::NOSPC)
+                };
+                if let Err(e) = retried {
+                    let shortage = format!("{SHORTAGE}; {}", space_report());
+                    return Err(reserve_error(name, kind, spec.size, e, &shortage));
+                }
+            }
+            Err(e) => return Err(reserve_error(name, kind, spec.size, e, SHORTAGE)),
         }
         // Cannot block: nobody else can reach a nameless file.
         fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
@@ -365,6 +383,151 @@ impl Handle {
     pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {
         map_view(&self.fd, offset, len, writable, self.kind, &self.name)
     }
+
+    /// Fills `buf` from `offset` with `pread`, which reads a page never
+    /// written (a hole, in a region made without reserving) as zeros
+    /// without allocating it, as a fault through a mapping would.
+    pub(crate) fn read_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<()> {
+        let err = |e: Errno| os_err(Operation::Read, self.kind, &self.name, e);
+        while !buf.is_empty() {
+            match rustix::io::pread(&self.fd, &mut *buf, offset) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        Operation::Read,
+                        self.kind,
+                        self.name.given(),
+                        ErrorKind::InvalidArgument,
+                    )
+                    .with_detail(format!("the object ends before offset {offset}")))
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` with `pwrite`, which reports a full
+    /// `/dev/shm` as `ENOSPC` where a store through a mapping would die of
+    /// `SIGBUS`.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut written = 0;
+        while written < data.len() {
+            match rustix::io::pwrite(&self.fd, &data[written..], offset + written as u64) {
+                Ok(n) => written += n,
+                Err(Errno::INTR) => {}
+                Err(Errno::NOSPC) => {
+                    return Err(Error::new(
+                        Operation::Write,
+                        self.kind,
+                        self.name.given(),
+                        ErrorKind::OutOfMemory,
+                    )
+                    .with_detail(format!(
+                        "{SHM_DIR} is full: {written} of {} bytes written at offset {offset}; {}",
+                        data.len(),
+                        space_report()
+                    )))
+                }
+                Err(e) => return Err(os_err(Operation::Write, self.kind, &self.name, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size in words: `700 KiB`, `3 GiB`, `512 bytes`.
+fn size_words(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// What takes the space in `/dev/shm`: how much is free, and the objects
+/// that hold the most memory (allocated, not their sizes), with who holds
+/// them, so a shortage can be acted on.
+fn space_report() -> String {
+    let mut report = match fs::statvfs(SHM_DIR) {
+        Ok(st) => format!(
+            "{SHM_DIR} has {} free of {}",
+            size_words(st.f_bavail * st.f_frsize),
+            size_words(st.f_blocks * st.f_frsize)
+        ),
+        Err(e) => format!("the free space of {SHM_DIR} is unknown ({e})"),
+    };
+    let Ok(dir) = shm_dir() else {
+        return report;
+    };
+    let Ok(listing) = fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) else {
+        return report;
+    };
+    let Ok(mut entries) = fs::Dir::new(listing) else {
+        return report;
+    };
+    let mut largest: Vec<(u64, String)> = Vec::new();
+    while let Some(Ok(entry)) = entries.read() {
+        let Ok(base) = entry.file_name().to_str() else {
+            continue;
+        };
+        if let Ok(st) = fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+            let allocated = st.st_blocks as u64 * 512;
+            if allocated > 0 {
+                largest.push((allocated, base.to_owned()));
+            }
+        }
+    }
+    largest.sort_unstable_by(|a, b| b.cmp(a));
+    let holders = flock_holders();
+    let users: Vec<String> = largest
+        .iter()
+        .take(3)
+        .map(|(allocated, base)| {
+            let who = match describe(dir, base, holders.as_deref()) {
+                Ok(Described::Object(info)) => match (info.origin, info.state) {
+                    (_, State::Stale) => "stale: its holders died".to_owned(),
+                    (Origin::Memlink, _) if !info.holders.is_empty() => format!(
+                        "held by pid {}",
+                        info.holders
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    (Origin::Memlink, _) => info.lifetime.as_str().to_owned(),
+                    (Origin::Foreign, _) => "foreign, stays until removed".to_owned(),
+                    (Origin::Unknown, _) => "another user's".to_owned(),
+                },
+                _ => "not a shared-memory object".to_owned(),
+            };
+            format!("\"{base}\" ({}, {who})", size_words(*allocated))
+        })
+        .collect();
+    if !users.is_empty() {
+        report.push_str("; the most is held by ");
+        report.push_str(&users.join(", "));
+    }
+    report
 }
 
 impl Drop for Handle {
