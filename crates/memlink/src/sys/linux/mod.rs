@@ -15,8 +15,10 @@
 //! which Linux ignores on regular files); a persistent object there is left
 //! unmarked, which is harmless since unmarked objects are persistent anyway.
 //! The fallback cannot record the kind of object; sync objects check the
-//! header in their page instead, regions cannot. Objects without a mark are *foreign*: never reaped, only removed on
-//! request.
+//! header in their page instead, regions cannot. Objects without a mark are
+//! *foreign*: never reaped, only removed on request. An object this user
+//! cannot open (another user's private one) has a mark that cannot be read:
+//! its origin is *unknown*.
 //!
 //! **Liveness.** Every handle holds a shared `flock` on its own open file
 //! description. The kernel drops it when the handle is closed or the process
@@ -58,6 +60,14 @@
 //! lock briefly held by such a process waits it out with a shared lock and
 //! looks again, rather than reporting the name as taken.
 //!
+//! **Other users.** `/dev/shm` is sticky: only a file's owner (or root)
+//! may unlink it. A user who wins the exclusive lock on another user's
+//! last-handle object (its last closer, an opener finding it stale) may
+//! not be able to remove the name; the object is gone all the same: opens
+//! say `NotFound`, a create says which user's stale object keeps the name
+//! and why it cannot take it (`PermissionDenied`), `reap` reports it as
+//! skipped, and the first process that may remove it does.
+//!
 //! Known limits: `/proc/locks` shows only the locks of processes in the
 //! caller's pid namespace, so a holder in another container sharing
 //! `/dev/shm` makes `list` call a live object stale (reaping still checks
@@ -66,7 +76,11 @@
 //! removes the name by force and creates a new object under it can lose
 //! that new object; Linux has no conditional unlink. On kernels without
 //! `user.*` xattrs on tmpfs, a foreign object that happens to carry the
-//! sticky bit is taken for a memlink last-handle object.
+//! sticky bit is taken for a memlink last-handle object. An opener that
+//! waits out the exclusive lock of a closer who may not unlink the name
+//! (see *Other users*) can open the dead object as if it were alive: the
+//! rule above cannot be kept by a process the kernel does not let remove
+//! the name.
 //!
 //! A handle must not be shared with a child made by `fork` (the child's
 //! copy of the descriptor shares the lock); handles are close-on-exec.
