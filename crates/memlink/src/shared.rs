@@ -17,10 +17,10 @@ use crate::sync::{Mutex, MutexGuard};
 
 /// A `T` shared between processes: kept in the region `NAME` and guarded by
 /// the mutex `NAME.lock` (which may exceed [`MAX_NAME_LEN`] by its suffix,
-/// so that any valid name works).
+/// so that any valid name works). A new value starts as all zero bytes,
+/// which [`Pod`] guarantees is a valid `T`.
 ///
-/// [`MAX_NAME_LEN`]: crate::MAX_NAME_LEN A new value starts as all zero bytes, which
-/// [`Pod`] guarantees is a valid `T`.
+/// [`MAX_NAME_LEN`]: crate::MAX_NAME_LEN
 ///
 /// ```
 /// use memlink::Shared;
