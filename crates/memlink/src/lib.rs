@@ -33,6 +33,7 @@ mod error;
 mod layout;
 mod name;
 mod object;
+pub mod pubsub;
 mod region;
 mod shared;
 mod sync;

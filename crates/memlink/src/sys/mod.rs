@@ -11,6 +11,12 @@
 //!   the name when it was the last handle.
 //! - `Mapping`: a mapped view; `as_ptr()`, `len()`, unmapped on drop.
 //! - `list()`, `inspect(name)`, `remove(name)`, `reap()`.
+//! - For messaging: `Handle::create_with(name, kind, spec, init)` (the
+//!   contents set up before others use them), `Handle::claim(index)` /
+//!   `Handle::is_claimed(index)` (numbered participant places whose
+//!   liveness the kernel keeps: a claim ends when its process dies) and
+//!   `Doorbell` (`new(handle, index)`, `wait(word, seen, deadline)`,
+//!   `ring(word)`: sleep until another process rings, futex-style).
 //!
 //! [`Lifetime::LastHandle`]: crate::Lifetime::LastHandle
 
@@ -26,6 +32,10 @@ pub(crate) use linux::*;
 mod posix;
 #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
 pub(crate) use posix::*;
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+mod no_messaging;
+#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
+pub(crate) use no_messaging::{messaging_supported, Claim, Doorbell};
 
 #[cfg(not(any(
     target_os = "linux",

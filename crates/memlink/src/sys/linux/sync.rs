@@ -51,6 +51,7 @@ fn kind_code(kind: ObjectKind) -> u32 {
         ObjectKind::Mutex => 1,
         ObjectKind::Semaphore => 2,
         ObjectKind::Event => 3,
+        ObjectKind::Service => 4,
     }
 }
 
@@ -344,7 +345,7 @@ fn claim_slot(
 /// Sleeps on `word` while it holds `expected`, until woken or `deadline`.
 /// Returns false once the deadline has passed. Spurious returns are fine:
 /// every caller re-checks its condition.
-fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     let timeout = match deadline {
         None => None,
         Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -358,9 +359,9 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> boo
 }
 
 /// As many waiters as FUTEX_WAKE can be asked to wake.
-const WAKE_ALL: u32 = i32::MAX as u32;
+pub(super) const WAKE_ALL: u32 = i32::MAX as u32;
 
-fn futex_wake(word: &AtomicU32, count: u32) {
+pub(super) fn futex_wake(word: &AtomicU32, count: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), count);
 }
 
@@ -920,6 +921,6 @@ pub(super) fn describe_state(
                 waiting(page.waiters.live(fd, None))
             )
         }
-        ObjectKind::Region => return None,
+        ObjectKind::Region | ObjectKind::Service => return None,
     })
 }

@@ -21,8 +21,10 @@
 //! test records 0x123 bytes as 0x1000). The creator's handle reports the
 //! size it asked for.
 
+mod messaging;
 mod sync;
 
+pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::ffi::c_void;
@@ -726,6 +728,11 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
             }
         };
         for (name, type_name) in entries {
+            // A service's participant places and doorbells (`NAME#p3`,
+            // `NAME#w3`) are parts of the service, not objects of their own.
+            if messaging::is_part_of_a_service(&name) {
+                continue;
+            }
             if let Some(kind) = kind_of_type(&type_name) {
                 out.push(describe(format!("{prefix}{name}"), kind));
             }

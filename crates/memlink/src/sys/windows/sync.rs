@@ -159,7 +159,7 @@ fn open_object(name: &Name, kind: ObjectKind, open: OpenFn, access: u32) -> Resu
 /// The milliseconds left until `deadline`, rounded up, for
 /// `WaitForSingleObject`: `INFINITE` for no deadline, 0 for one that has
 /// passed, and never `INFINITE` for one that is merely far away.
-fn millis_until(deadline: Option<Instant>) -> u32 {
+pub(super) fn millis_until(deadline: Option<Instant>) -> u32 {
     match deadline {
         None => INFINITE,
         Some(deadline) => {
