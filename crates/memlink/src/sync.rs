@@ -543,3 +543,11 @@ impl fmt::Debug for Event {
             .finish()
     }
 }
+
+// Handles are used from any thread, as the OS objects behind them allow.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Mutex>();
+    send_and_sync::<Semaphore>();
+    send_and_sync::<Event>();
+};

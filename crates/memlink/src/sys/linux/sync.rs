@@ -165,8 +165,16 @@ fn checked_page<P: SyncPage>(mapping: &Mapping) -> std::result::Result<&P, Strin
 struct Object<P: SyncPage> {
     handle: Handle,
     page: Mapping,
-    _page_type: std::marker::PhantomData<P>,
+    /// The page as a `P`: checked once, in `mapped`.
+    typed: std::ptr::NonNull<P>,
 }
+
+// SAFETY: `typed` is an address in the mapping this Object owns, valid
+// from any thread until it is unmapped; the page is shared memory, written
+// only through atomics (and pthread calls, for the mutex).
+unsafe impl<P: SyncPage> Send for Object<P> {}
+// SAFETY: as above; `&Object` gives only `&P`, whose fields are atomics.
+unsafe impl<P: SyncPage> Sync for Object<P> {}
 
 impl<P: SyncPage> Object<P> {
     fn create(name: &Name, spec: &CreateSpec, init_state: &mut dyn FnMut(&P)) -> Result<Self> {
@@ -178,8 +186,11 @@ impl<P: SyncPage> Object<P> {
         let mut init = |mapping: &Mapping| {
             // SAFETY: a fresh, writable, page-aligned mapping of OBJECT_SIZE
             // bytes (zeroed by the kernel) that no other process can reach.
-            let page = unsafe { page_ref::<P>(mapping.as_ptr(), mapping.len()) }
-                .expect("a page holds every sync page type (asserted at compile time)");
+            let page =
+                unsafe { page_ref::<P>(mapping.as_ptr(), mapping.len()) }.ok_or_else(|| {
+                    Error::new(Operation::Create, P::KIND, name.given(), ErrorKind::Os)
+                        .with_detail("the new object's page cannot hold its state")
+                })?;
             page.header().init(MAGIC, VERSION, kind_code(P::KIND));
             init_state(page);
             Ok(())
@@ -201,18 +212,19 @@ impl<P: SyncPage> Object<P> {
             return Err(wrong("it is too small to be a memlink sync object".into()));
         }
         let page = handle.map(0, OBJECT_SIZE as usize, true)?;
-        checked_page::<P>(&page).map_err(wrong)?;
+        let typed = std::ptr::NonNull::from(checked_page::<P>(&page).map_err(wrong)?);
         Ok(Object {
             handle,
             page,
-            _page_type: std::marker::PhantomData,
+            typed,
         })
     }
 
     fn page(&self) -> &P {
-        // SAFETY: checked in `mapped`; the mapping lives as long as `self`.
-        unsafe { page_ref::<P>(self.page.as_ptr(), self.page.len()) }
-            .expect("checked when the object was opened")
+        // SAFETY: `typed` points into `page` at a P whose alignment, length
+        // and header were checked in `mapped`; the mapping lives as long as
+        // `self`, and P is a SharedPage, shared through `&` only.
+        unsafe { self.typed.as_ref() }
     }
 
     fn fd(&self) -> BorrowedFd<'_> {
