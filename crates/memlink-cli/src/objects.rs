@@ -387,11 +387,17 @@ pub fn info(args: InfoArgs) -> CmdResult {
             };
             let payload = if service.slices {
                 format!(
-                    "slices of {} ({} bytes each), at most {} bytes",
-                    service.payload_type, service.payload_size, service.max_payload
+                    "slices of {} ({} each), at most {}",
+                    service.payload_type,
+                    plural(service.payload_size as usize, "byte", "bytes"),
+                    plural(service.max_payload as usize, "byte", "bytes")
                 )
             } else {
-                format!("{} ({} bytes)", service.payload_type, service.payload_size)
+                format!(
+                    "{} ({})",
+                    service.payload_type,
+                    plural(service.payload_size as usize, "byte", "bytes")
+                )
             };
             row("payload", payload);
             row(
