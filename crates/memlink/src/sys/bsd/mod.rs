@@ -185,6 +185,9 @@ pub(crate) struct Identity {
 }
 
 impl Identity {
+    // `dev_t` is an `i32` on macOS and a `u64` on FreeBSD, `ino_t` a `u64`
+    // on both: the casts are needed on one system and no-ops on the other.
+    #[allow(clippy::unnecessary_cast)]
     fn of(st: &fs::Stat) -> Identity {
         Identity {
             dev: st.st_dev as u64,
