@@ -3,7 +3,7 @@
 //!
 //! Conventions, the same for every function:
 //!
-//! - Every call returns a [`MemlinkError`]; `MEMLINK_OK` (0) is success.
+//! - Every call returns a [`MemlinkError`]; `MEMLINK_ERROR_OK` (0) is success.
 //!   On failure, [`memlink_last_error`] gives the message (which names the
 //!   operation and the object) on the calling thread.
 //! - Results go to out-parameters, which are only written on success
@@ -41,7 +41,7 @@ pub use sync::*;
 /// Wait as long as it takes (any negative timeout does).
 pub const MEMLINK_WAIT_FOREVER: i64 = -1;
 
-/// What every memlink call returns: `MEMLINK_OK`, or why it failed (the
+/// What every memlink call returns: `MEMLINK_ERROR_OK`, or why it failed (the
 /// kinds of memlink's `ErrorKind`, plus `MEMLINK_ERROR_INTERNAL`).
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
