@@ -1,0 +1,398 @@
+//! The C programs of `examples/c/`, compiled with the system C compiler
+//! against the library cargo built, run as real processes: against each
+//! other, against the `memlink` CLI and against this Rust process.
+//! Every wait has a deadline.
+#![cfg(target_os = "linux")]
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, Receiver};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use memlink::pubsub::{Publisher, Subscriber};
+use memlink::{Access, Event, EventReset, Region};
+
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// target/debug, where cargo put libmemlink.so (this test is in deps/).
+fn lib_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target dir")
+        .to_path_buf();
+    assert!(
+        dir.join("libmemlink.so").exists(),
+        "{} has no libmemlink.so",
+        dir.display()
+    );
+    dir
+}
+
+fn unique(what: &str) -> String {
+    format!("memlink-ffi-test-{what}-{}", std::process::id())
+}
+
+/// Compiles `examples/c/<program>.c` once per test run; `static_link`
+/// links libmemlink.a instead of libmemlink.so.
+fn compile(program: &str, static_link: bool) -> PathBuf {
+    static BUILT: Mutex<Option<HashMap<(String, bool), PathBuf>>> = Mutex::new(None);
+    let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
+    let built = built.get_or_insert_with(HashMap::new);
+    if let Some(path) = built.get(&(program.to_string(), static_link)) {
+        return path.clone();
+    }
+    let lib = lib_dir();
+    let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "{program}{}",
+        if static_link { "-static" } else { "" }
+    ));
+    let mut cc = Command::new(std::env::var_os("CC").unwrap_or_else(|| "cc".into()));
+    cc.args(["-std=c11", "-Wall", "-Wextra", "-Werror", "-I"])
+        .arg(repo().join("crates/memlink-ffi/include"))
+        .arg(repo().join(format!("examples/c/{program}.c")))
+        .arg("-o")
+        .arg(&out);
+    if static_link {
+        // What `rustc --print native-static-libs` lists for this target.
+        cc.arg(lib.join("libmemlink.a")).args([
+            "-lgcc_s",
+            "-lutil",
+            "-lrt",
+            "-lpthread",
+            "-lm",
+            "-ldl",
+            "-lc",
+        ]);
+    } else {
+        cc.arg("-L").arg(&lib).arg("-lmemlink");
+        cc.arg(format!("-Wl,-rpath,{}", lib.display()));
+    }
+    let result = run(&mut cc);
+    assert!(
+        result.status.success(),
+        "compiling {program}.c failed:\n{}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    built.insert((program.to_string(), static_link), out.clone());
+    out
+}
+
+/// The `memlink` CLI binary, built by `cargo test --workspace` beside us.
+fn cli() -> PathBuf {
+    let path = lib_dir().join("memlink");
+    assert!(
+        path.exists(),
+        "{} is missing: run `cargo build -p memlink-cli` (cargo test --workspace builds it)",
+        path.display()
+    );
+    path
+}
+
+/// Runs a command to its end, within the deadline.
+fn run(command: &mut Command) -> Output {
+    let child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+    let mut proc = Proc::new(child);
+    let status = proc.wait();
+    Output {
+        status,
+        stdout: proc.rest_of_stdout().into_bytes(),
+        stderr: proc.stderr(),
+    }
+}
+
+/// A child process whose stdout is read line by line with a deadline.
+struct Proc {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    lines: Receiver<String>,
+    stderr: Option<std::thread::JoinHandle<Vec<u8>>>,
+}
+
+impl Proc {
+    fn spawn(command: &mut Command) -> Proc {
+        let child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {command:?}: {e}"));
+        Proc::new(child)
+    }
+
+    fn new(mut child: Child) -> Proc {
+        let stdout = child.stdout.take().expect("piped stdout");
+        let mut stderr = child.stderr.take().expect("piped stderr");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let stderr = std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr, &mut bytes);
+            bytes
+        });
+        let stdin = child.stdin.take();
+        Proc {
+            child,
+            stdin,
+            lines,
+            stderr: Some(stderr),
+        }
+    }
+
+    /// The next line of output, waiting at most the deadline.
+    fn line(&mut self) -> String {
+        match self.lines.recv_timeout(DEADLINE) {
+            Ok(line) => line,
+            Err(e) => {
+                let _ = self.child.kill();
+                panic!(
+                    "no line from the child ({e}); stderr: {}",
+                    String::from_utf8_lossy(&self.stderr())
+                )
+            }
+        }
+    }
+
+    /// Closes its stdin (the C programs that hold something let go then).
+    fn close_stdin(&mut self) {
+        drop(self.stdin.take());
+    }
+
+    fn wait(&mut self) -> ExitStatus {
+        let end = Instant::now() + DEADLINE;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status;
+            }
+            if Instant::now() > end {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                panic!("the child did not exit within {DEADLINE:?}");
+            }
+            // Polling for the exit, not synchronising with it: the deadline
+            // is what matters, the step only bounds the extra latency.
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn rest_of_stdout(&mut self) -> String {
+        let mut text = String::new();
+        while let Ok(line) = self.lines.recv_timeout(DEADLINE) {
+            text.push_str(&line);
+            text.push('\n');
+        }
+        text
+    }
+
+    fn stderr(&mut self) -> Vec<u8> {
+        self.stderr
+            .take()
+            .and_then(|h| h.join().ok())
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+fn assert_success(output: &Output, what: &str) {
+    assert!(
+        output.status.success(),
+        "{what} failed ({}):\nstdout: {}\nstderr: {}",
+        output.status,
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn api_test(static_link: bool) {
+    let output = run(&mut Command::new(compile("api_test", static_link)));
+    assert_success(&output, "api_test");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("checks passed"), "{stdout}");
+}
+
+#[test]
+fn c_api_test_passes() {
+    api_test(false);
+}
+
+#[test]
+fn c_api_test_passes_linked_statically() {
+    api_test(true);
+}
+
+#[test]
+fn seed_programs_talk_to_each_other() {
+    let name = unique("seeds");
+    let text = "Hi from the C process 1";
+    let mut creator =
+        Proc::spawn(Command::new(compile("create_mapping", false)).args([&name, text]));
+    let ready = creator.line();
+    assert!(ready.starts_with(&format!("created {name}")), "{ready}");
+
+    let opened = run(Command::new(compile("open_mapping", false)).arg(&name));
+    assert_success(&opened, "open_mapping");
+    assert_eq!(String::from_utf8_lossy(&opened.stdout), format!("{text}\n"));
+
+    // The seed's "a mapping of that name already exists".
+    let second = run(Command::new(compile("create_mapping", false)).arg(&name));
+    assert_eq!(second.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&second.stderr).contains("already exists"),
+        "{second:?}"
+    );
+
+    creator.close_stdin();
+    assert_eq!(creator.line(), format!("closed {name}"));
+    assert!(creator.wait().success());
+
+    // The creator's handle was the last: the name is gone.
+    let gone = run(Command::new(compile("open_mapping", false)).arg(&name));
+    assert_eq!(gone.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&gone.stderr);
+    assert!(
+        stderr.contains("cannot open the mapping") && stderr.contains("not found"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn c_programs_talk_to_the_cli() {
+    // The CLI creates and holds, C reads.
+    let name = unique("cli-create");
+    let mut holder = Proc::spawn(Command::new(cli()).args([
+        "create",
+        &name,
+        "--size",
+        "4K",
+        "--text",
+        "hello from the CLI",
+    ]));
+    holder.line(); // it says what it made once the region exists
+    let opened = run(Command::new(compile("open_mapping", false)).arg(&name));
+    assert_success(&opened, "open_mapping");
+    assert_eq!(
+        String::from_utf8_lossy(&opened.stdout),
+        "hello from the CLI\n"
+    );
+    // SAFETY: kill(2) on our own child's pid, which it still is (not waited).
+    assert_eq!(
+        unsafe { libc::kill(holder.child.id() as i32, libc::SIGTERM) },
+        0
+    );
+    assert!(holder.wait().success());
+
+    // C creates and holds, the CLI reads.
+    let name = unique("c-create");
+    let mut creator =
+        Proc::spawn(Command::new(compile("create_mapping", false)).args([&name, "hello from C"]));
+    creator.line();
+    let read = run(Command::new(cli()).args(["read", &name]));
+    assert_success(&read, "memlink read");
+    assert_eq!(String::from_utf8_lossy(&read.stdout), "hello from C\n");
+    creator.close_stdin();
+    assert!(creator.wait().success());
+    let gone = run(Command::new(cli()).args(["read", &name]));
+    assert_eq!(gone.status.code(), Some(1), "{gone:?}");
+}
+
+#[test]
+fn c_publisher_and_rust_subscriber_exchange_data_and_signals() {
+    let (service, region_name, mutex_name, event_name) = (
+        unique("pub-service"),
+        unique("pub-region"),
+        unique("pub-mutex"),
+        unique("pub-event"),
+    );
+    let region = Region::create(&region_name, 4096).expect("region");
+    let mutex = memlink::Mutex::create(&mutex_name).expect("mutex");
+    let event = Event::create(&event_name, EventReset::Auto, false).expect("event");
+    let subscriber = Subscriber::<[u8]>::connect(&service).expect("subscriber");
+    let guard = mutex.lock().expect("lock");
+
+    let count = 10;
+    let mut publisher = Proc::spawn(Command::new(compile("c_publisher", false)).args([
+        &service,
+        &region_name,
+        &mutex_name,
+        &event_name,
+        &count.to_string(),
+    ]));
+    // The C side says it waits for the mutex we hold...
+    let waiting = subscriber
+        .recv_timeout(DEADLINE)
+        .expect("the C side's first sample");
+    assert_eq!(&*waiting, b"waiting");
+    drop(waiting);
+    // ...we write under the lock, and let go...
+    region
+        .map_mut(..)
+        .expect("map")
+        .write_at(0, b"from Rust\0")
+        .expect("write");
+    drop(guard);
+    // ...it checks our text, writes its own, and publishes.
+    for i in 0..count {
+        let sample = subscriber.recv_timeout(DEADLINE).expect("sample from C");
+        assert_eq!(&*sample, format!("sample {i}").as_bytes());
+        assert_eq!(sample.sequence(), i + 1);
+    }
+    event.wait_timeout(DEADLINE).expect("the C side's event");
+    let _guard = mutex.lock_timeout(DEADLINE).expect("lock after C");
+    let reader = Region::open(&region_name, Access::ReadOnly).expect("open");
+    assert_eq!(reader.map(0..7).expect("map").to_vec(), b"from C\0");
+    let status = publisher.wait();
+    assert!(
+        status.success(),
+        "c_publisher: {status}: {}",
+        String::from_utf8_lossy(&publisher.stderr())
+    );
+}
+
+#[test]
+fn rust_publisher_and_c_subscriber() {
+    let service = unique("sub-service");
+    let publisher = Publisher::<[u8]>::connect(&service).expect("publisher");
+    let count = 5;
+    let mut subscriber = Proc::spawn(
+        Command::new(compile("c_subscriber", false)).args([&service, &count.to_string()]),
+    );
+    assert_eq!(subscriber.line(), "ready");
+    for i in 0..count {
+        publisher
+            .send_copy(format!("from Rust {i}").as_bytes())
+            .expect("send");
+    }
+    for i in 0..count {
+        assert_eq!(subscriber.line(), format!("{i} from Rust {i}"));
+    }
+    let status = subscriber.wait();
+    assert!(status.success(), "c_subscriber: {status}");
+}
