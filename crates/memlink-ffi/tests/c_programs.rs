@@ -396,3 +396,42 @@ fn rust_publisher_and_c_subscriber() {
     let status = subscriber.wait();
     assert!(status.success(), "c_subscriber: {status}");
 }
+
+#[test]
+fn installed_with_pkg_config_a_c_program_builds_and_runs() {
+    let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("prefix"));
+    let install = run(Command::new("bash")
+        .arg(repo().join("crates/memlink-ffi/install.sh"))
+        .arg("--prefix")
+        .arg(&prefix)
+        .arg("--from")
+        .arg(lib_dir()));
+    assert_success(&install, "install.sh");
+    let flags = run(Command::new("pkg-config")
+        .args(["--cflags", "--libs", "memlink"])
+        .env("PKG_CONFIG_PATH", prefix.join("lib/pkgconfig")));
+    assert_success(&flags, "pkg-config");
+    let flags = String::from_utf8_lossy(&flags.stdout).into_owned();
+    assert!(flags.contains("-lmemlink"), "{flags}");
+    let program = prefix.join("open_mapping");
+    let compiled = run(Command::new("cc")
+        .arg(repo().join("examples/c/open_mapping.c"))
+        .args(flags.split_whitespace())
+        .arg("-o")
+        .arg(&program));
+    assert_success(&compiled, "cc with pkg-config's flags");
+
+    let name = unique("pkg-config");
+    let region = Region::create(&name, 4096).expect("region");
+    region
+        .map_mut(..)
+        .expect("map")
+        .write_at(0, b"via pkg-config\0")
+        .expect("write");
+    let opened = run(Command::new(&program)
+        .arg(&name)
+        .env("LD_LIBRARY_PATH", prefix.join("lib")));
+    assert_success(&opened, "open_mapping");
+    assert_eq!(String::from_utf8_lossy(&opened.stdout), "via pkg-config\n");
+    std::fs::remove_dir_all(&prefix).expect("remove the prefix");
+}
