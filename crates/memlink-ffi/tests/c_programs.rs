@@ -2,14 +2,16 @@
 //! against the library cargo built, run as real processes: against each
 //! other, against the `memlink` CLI and against this Rust process.
 //! Every wait has a deadline.
-#![cfg(target_os = "linux")]
+//!
+//! On Windows (under Wine in CI) the programs are compiled beforehand with
+//! MinGW by `ci/windows-c-test.sh`, which names their directory in
+//! `MEMLINK_C_EXAMPLES`.
+#![cfg(any(target_os = "linux", windows))]
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use memlink::pubsub::{Publisher, Subscriber};
@@ -17,11 +19,13 @@ use memlink::{Access, Event, EventReset, Region};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 
+#[cfg(target_os = "linux")]
 fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
 /// target/debug, where cargo put libmemlink.so (this test is in deps/).
+#[cfg(target_os = "linux")]
 fn lib_dir() -> PathBuf {
     let exe = std::env::current_exe().expect("current_exe");
     let dir = exe
@@ -41,9 +45,24 @@ fn unique(what: &str) -> String {
     format!("memlink-ffi-test-{what}-{}", std::process::id())
 }
 
+/// The program `examples/c/<program>.c`, compiled with MinGW by
+/// `ci/windows-c-test.sh`.
+#[cfg(windows)]
+fn compile(program: &str, static_link: bool) -> PathBuf {
+    assert!(!static_link, "the Windows build links memlink.dll");
+    let dir = std::env::var_os("MEMLINK_C_EXAMPLES")
+        .expect("MEMLINK_C_EXAMPLES names the C programs' directory (run ci/windows-c-test.sh)");
+    let path = Path::new(&dir).join(format!("{program}.exe"));
+    assert!(path.exists(), "{} is missing", path.display());
+    path
+}
+
 /// Compiles `examples/c/<program>.c` once per test run; `static_link`
 /// links libmemlink.a instead of libmemlink.so.
+#[cfg(target_os = "linux")]
 fn compile(program: &str, static_link: bool) -> PathBuf {
+    use std::collections::HashMap;
+    use std::sync::Mutex;
     static BUILT: Mutex<Option<HashMap<(String, bool), PathBuf>>> = Mutex::new(None);
     let mut built = BUILT.lock().unwrap_or_else(|p| p.into_inner());
     let built = built.get_or_insert_with(HashMap::new);
@@ -87,6 +106,7 @@ fn compile(program: &str, static_link: bool) -> PathBuf {
 }
 
 /// The `memlink` CLI binary, built by `cargo test --workspace` beside us.
+#[cfg(target_os = "linux")]
 fn cli() -> PathBuf {
     let path = lib_dir().join("memlink");
     assert!(
@@ -243,6 +263,7 @@ fn c_api_test_passes() {
     api_test(false);
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn c_api_test_passes_linked_statically() {
     api_test(true);
@@ -283,6 +304,7 @@ fn seed_programs_talk_to_each_other() {
     );
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn c_programs_talk_to_the_cli() {
     // The CLI creates and holds, C reads.
@@ -397,6 +419,7 @@ fn rust_publisher_and_c_subscriber() {
     assert!(status.success(), "c_subscriber: {status}");
 }
 
+#[cfg(target_os = "linux")]
 #[test]
 fn installed_with_pkg_config_a_c_program_builds_and_runs() {
     let prefix = Path::new(env!("CARGO_TARGET_TMPDIR")).join(unique("prefix"));
