@@ -306,3 +306,52 @@ const ALL_ERRORS: [MemlinkError; 16] = [
 pub extern "C" fn memlink_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last_error() -> String {
+        // SAFETY: memlink_last_error never returns NULL, and the string
+        // stays valid until the next failing call on this thread.
+        unsafe { CStr::from_ptr(memlink_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_is_an_internal_error_with_its_message() {
+        let code = call("memlink_test", || panic!("boom"));
+        assert_eq!(code, MemlinkError::Internal);
+        let message = last_error();
+        assert!(message.starts_with("memlink_test: internal error"), "{message}");
+        assert!(message.contains("boom"), "{message}");
+    }
+
+    #[test]
+    fn success_leaves_the_last_error_alone() {
+        let code = call("memlink_test", || Err(invalid("memlink_test", "first")));
+        assert_eq!(code, MemlinkError::InvalidArgument);
+        assert_eq!(call("memlink_test", || Ok(())), MemlinkError::Ok);
+        assert_eq!(last_error(), "memlink_test: first");
+    }
+
+    #[test]
+    fn every_code_has_a_name() {
+        for (i, e) in ALL_ERRORS.iter().enumerate() {
+            assert_eq!(*e as i32, i as i32, "codes are dense, in order");
+            // SAFETY: memlink_error_name returns a static C string.
+            let name = unsafe { CStr::from_ptr(memlink_error_name(*e as i32)) };
+            assert!(!name.to_bytes().is_empty());
+        }
+        // SAFETY: as above.
+        let unknown = unsafe { CStr::from_ptr(memlink_error_name(-3)) };
+        assert_eq!(unknown, c"unknown error code");
+    }
+
+    #[test]
+    fn a_message_with_a_nul_is_cut_there() {
+        call("memlink_test", || Err(invalid("memlink_test", "a\0b")));
+        assert_eq!(last_error(), "memlink_test: a");
+    }
+}
