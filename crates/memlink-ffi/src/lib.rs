@@ -324,7 +324,10 @@ mod tests {
         let code = call("memlink_test", || panic!("boom"));
         assert_eq!(code, MemlinkError::Internal);
         let message = last_error();
-        assert!(message.starts_with("memlink_test: internal error"), "{message}");
+        assert!(
+            message.starts_with("memlink_test: internal error"),
+            "{message}"
+        );
         assert!(message.contains("boom"), "{message}");
     }
 
