@@ -458,3 +458,21 @@ fn installed_with_pkg_config_a_c_program_builds_and_runs() {
     assert_eq!(String::from_utf8_lossy(&opened.stdout), "via pkg-config\n");
     std::fs::remove_dir_all(&prefix).expect("remove the prefix");
 }
+
+#[test]
+fn a_c_holder_killed_holding_the_mutex_leaves_it_abandoned() {
+    let name = unique("abandoned");
+    let mutex = memlink::Mutex::create(&name).expect("mutex");
+    let mut holder = Proc::spawn(Command::new(compile("hold_mutex", false)).arg(&name));
+    assert_eq!(holder.line(), "locked");
+    assert!(
+        mutex.try_lock().expect("try_lock").is_none(),
+        "the C process holds it"
+    );
+    holder.child.kill().expect("kill the holder");
+    holder.wait();
+    let guard = mutex
+        .lock_timeout(DEADLINE)
+        .expect("lock after the holder died");
+    assert!(guard.was_abandoned());
+}
