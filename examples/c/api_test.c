@@ -145,13 +145,27 @@ static void sync_objects(void) {
     EXPECT(memlink_mutex_close(mutex2), MEMLINK_ERROR_OK);
     EXPECT(memlink_mutex_lock(mutex, 0, NULL), MEMLINK_ERROR_OK);
     EXPECT(memlink_mutex_unlock(mutex), MEMLINK_ERROR_OK);
+    /* Persistent: outlives its handles until removed (POSIX only). */
+    const char *p = name(6, "persistent");
+    MemlinkSyncOptions persistent = {0, true};
+#ifdef _WIN32
+    EXPECT(memlink_mutex_create(p, &persistent, &mutex2), MEMLINK_ERROR_UNSUPPORTED);
+#else
+    EXPECT(memlink_mutex_create(p, &persistent, &mutex2), MEMLINK_ERROR_OK);
+    EXPECT(memlink_mutex_close(mutex2), MEMLINK_ERROR_OK);
+    EXPECT(memlink_mutex_open(p, &mutex2), MEMLINK_ERROR_OK);
+    EXPECT(memlink_mutex_close(mutex2), MEMLINK_ERROR_OK);
+    EXPECT(memlink_remove(p), MEMLINK_ERROR_OK);
+    EXPECT(memlink_mutex_open(p, &mutex2), MEMLINK_ERROR_NOT_FOUND);
+#endif
+    EXPECT(memlink_mutex_create(m, NULL, &mutex2), MEMLINK_ERROR_ALREADY_EXISTS);
     /* A region cannot be opened under a mutex's name. */
     MemlinkRegion *region = NULL;
     EXPECT(memlink_region_open(m, false, &region), MEMLINK_ERROR_WRONG_KIND);
     EXPECT(memlink_mutex_close(mutex), MEMLINK_ERROR_OK);
 
     uint32_t previous = 99;
-    EXPECT(memlink_semaphore_create(s, 1, 2, &sem), MEMLINK_ERROR_OK);
+    EXPECT(memlink_semaphore_create(s, 1, 2, NULL, &sem), MEMLINK_ERROR_OK);
     EXPECT(memlink_semaphore_wait(sem, 0), MEMLINK_ERROR_OK);
     EXPECT(memlink_semaphore_wait(sem, 0), MEMLINK_ERROR_TIMEOUT);
     EXPECT(memlink_semaphore_wait(sem, 20), MEMLINK_ERROR_TIMEOUT);
@@ -162,7 +176,17 @@ static void sync_objects(void) {
     EXPECT(memlink_semaphore_wait(sem, MEMLINK_WAIT_FOREVER), MEMLINK_ERROR_OK);
     EXPECT(memlink_semaphore_close(sem), MEMLINK_ERROR_OK);
 
-    EXPECT(memlink_event_create(e, true, false, &event), MEMLINK_ERROR_OK);
+    MemlinkSyncOptions group = {0640, false};
+    EXPECT(memlink_event_create(e, true, false, &group, &event), MEMLINK_ERROR_OK);
+#ifndef _WIN32
+    MemlinkObjectList *list = NULL;
+    MemlinkObjectInfo info;
+    EXPECT(memlink_inspect(e, &list), MEMLINK_ERROR_OK);
+    EXPECT(memlink_object_list_get(list, 0, &info), MEMLINK_ERROR_OK);
+    CHECK(info.kind == MEMLINK_OBJECT_KIND_EVENT);
+    CHECK(info.has_mode && (info.mode & 0777) == 0640);
+    EXPECT(memlink_object_list_free(list), MEMLINK_ERROR_OK);
+#endif
     EXPECT(memlink_event_wait(event, 0), MEMLINK_ERROR_TIMEOUT);
     EXPECT(memlink_event_create_or_open(e, false, true, &event2, &created), MEMLINK_ERROR_OK);
     CHECK(!created);

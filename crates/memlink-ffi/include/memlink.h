@@ -231,6 +231,17 @@ typedef struct {
   bool no_reserve;
 } MemlinkRegionOptions;
 
+// How to create a sync object; a zeroed struct (or NULL) means the
+// defaults.
+typedef struct {
+  // Unix permission bits; 0 means the default, 0600 (the creating user
+  // only).
+  uint32_t mode;
+  // Live until removed (`memlink_remove`) instead of until the last
+  // handle closes; unsupported on Windows.
+  bool persistent;
+} MemlinkSyncOptions;
+
 #ifdef __cplusplus
 extern "C" {
 #endif // __cplusplus
@@ -411,8 +422,11 @@ MemlinkError memlink_view_data_mut(const MemlinkView *view, uint8_t **data, size
 // Unmaps a view; its pointer is invalid afterwards. NULL does nothing.
 MemlinkError memlink_view_close(MemlinkView *view);
 
-// Creates the mutex `name`, unlocked; the name must be free.
-MemlinkError memlink_mutex_create(const char *name, MemlinkMutex **mutex);
+// Creates the mutex `name`, unlocked; the name must be free. `options`
+// may be NULL.
+MemlinkError memlink_mutex_create(const char *name,
+                                  const MemlinkSyncOptions *options,
+                                  MemlinkMutex **mutex);
 
 // Opens the existing mutex `name`.
 MemlinkError memlink_mutex_open(const char *name, MemlinkMutex **mutex);
@@ -436,9 +450,11 @@ MemlinkError memlink_mutex_unlock(const MemlinkMutex *mutex);
 MemlinkError memlink_mutex_close(MemlinkMutex *mutex);
 
 // Creates the semaphore `name` with count `initial`, at most `max`.
+// `options` may be NULL.
 MemlinkError memlink_semaphore_create(const char *name,
                                       uint32_t initial,
                                       uint32_t max,
+                                      const MemlinkSyncOptions *options,
                                       MemlinkSemaphore **semaphore);
 
 // Opens the existing semaphore `name`.
@@ -467,9 +483,11 @@ MemlinkError memlink_semaphore_close(MemlinkSemaphore *semaphore);
 
 // Creates the event `name`: manual-reset (stays set, releasing every
 // waiter, until reset) or auto-reset (each set releases one waiter).
+// `options` may be NULL.
 MemlinkError memlink_event_create(const char *name,
                                   bool manual_reset,
                                   bool initially_set,
+                                  const MemlinkSyncOptions *options,
                                   MemlinkEvent **event);
 
 // Opens the existing event `name`.

@@ -4,7 +4,9 @@ use std::ffi::c_char;
 use std::sync::Mutex as Lock;
 use std::thread::ThreadId;
 
-use memlink::{Disposition, Event, EventReset, Mutex, MutexGuard, Semaphore};
+use memlink::{
+    Disposition, Event, EventReset, Lifetime, Mutex, MutexGuard, Semaphore, SyncOptions,
+};
 
 use crate::{
     call, clear, free, give, handle, out, put, string, timeout, Failure, Ffi, MemlinkError,
@@ -25,6 +27,35 @@ pub struct MemlinkSemaphore(Semaphore);
 
 /// A handle to a named event (manual- or auto-reset).
 pub struct MemlinkEvent(Event);
+
+/// How to create a sync object; a zeroed struct (or NULL) means the
+/// defaults.
+#[repr(C)]
+#[derive(Debug, Clone, Copy)]
+pub struct MemlinkSyncOptions {
+    /// Unix permission bits; 0 means the default, 0600 (the creating user
+    /// only).
+    pub mode: u32,
+    /// Live until removed (`memlink_remove`) instead of until the last
+    /// handle closes; unsupported on Windows.
+    pub persistent: bool,
+}
+
+/// # Safety
+/// `options` is NULL or points at a valid options struct.
+unsafe fn sync_options(options: *const MemlinkSyncOptions) -> SyncOptions {
+    let mut s = SyncOptions::new();
+    // SAFETY: NULL or a valid options struct, by the caller's contract.
+    if let Some(o) = unsafe { options.as_ref() } {
+        if o.mode != 0 {
+            s = s.mode(o.mode);
+        }
+        if o.persistent {
+            s = s.lifetime(Lifetime::Persistent);
+        }
+    }
+    s
+}
 
 /// Runs `open` for the C function `function` with the name `name` and
 /// stores the handle it makes.
@@ -54,16 +85,20 @@ fn new_mutex(mutex: Mutex) -> MemlinkMutex {
     }
 }
 
-/// Creates the mutex `name`, unlocked; the name must be free.
+/// Creates the mutex `name`, unlocked; the name must be free. `options`
+/// may be NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memlink_mutex_create(
     name: *const c_char,
+    options: *const MemlinkSyncOptions,
     mutex: *mut *mut MemlinkMutex,
 ) -> MemlinkError {
+    // SAFETY: NULL or a valid struct, by the C contract.
+    let options = unsafe { sync_options(options) };
     // SAFETY: forwarded from the C contract.
     unsafe {
         make("memlink_mutex_create", name, mutex, |n| {
-            Ok(new_mutex(Mutex::create(n)?))
+            Ok(new_mutex(Mutex::create_with(n, &options)?))
         })
     }
 }
@@ -170,17 +205,23 @@ pub unsafe extern "C" fn memlink_mutex_close(mutex: *mut MemlinkMutex) -> Memlin
 }
 
 /// Creates the semaphore `name` with count `initial`, at most `max`.
+/// `options` may be NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memlink_semaphore_create(
     name: *const c_char,
     initial: u32,
     max: u32,
+    options: *const MemlinkSyncOptions,
     semaphore: *mut *mut MemlinkSemaphore,
 ) -> MemlinkError {
+    // SAFETY: NULL or a valid struct, by the C contract.
+    let options = unsafe { sync_options(options) };
     // SAFETY: forwarded from the C contract.
     unsafe {
         make("memlink_semaphore_create", name, semaphore, |n| {
-            Ok(MemlinkSemaphore(Semaphore::create(n, initial, max)?))
+            Ok(MemlinkSemaphore(Semaphore::create_with(
+                n, initial, max, &options,
+            )?))
         })
     }
 }
@@ -275,20 +316,25 @@ fn reset_kind(manual_reset: bool) -> EventReset {
 
 /// Creates the event `name`: manual-reset (stays set, releasing every
 /// waiter, until reset) or auto-reset (each set releases one waiter).
+/// `options` may be NULL.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memlink_event_create(
     name: *const c_char,
     manual_reset: bool,
     initially_set: bool,
+    options: *const MemlinkSyncOptions,
     event: *mut *mut MemlinkEvent,
 ) -> MemlinkError {
+    // SAFETY: NULL or a valid struct, by the C contract.
+    let options = unsafe { sync_options(options) };
     // SAFETY: forwarded from the C contract.
     unsafe {
         make("memlink_event_create", name, event, |n| {
-            Ok(MemlinkEvent(Event::create(
+            Ok(MemlinkEvent(Event::create_with(
                 n,
                 reset_kind(manual_reset),
                 initially_set,
+                &options,
             )?))
         })
     }

@@ -24,21 +24,50 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// target/debug, where cargo put libmemlink.so (this test is in deps/).
+/// Where the library and the CLI are, built for these tests by a cargo of
+/// their own, in a target directory of their own: `cargo test` does not
+/// rebuild a cdylib for integration tests (they cannot link it), so
+/// target/debug/libmemlink.so may be missing or stale.
 #[cfg(target_os = "linux")]
 fn lib_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target dir")
-        .to_path_buf();
-    assert!(
-        dir.join("libmemlink.so").exists(),
-        "{} has no libmemlink.so",
-        dir.display()
-    );
-    dir
+    use std::sync::OnceLock;
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let target = Path::new(env!("CARGO_TARGET_TMPDIR")).join("build");
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut child = Proc::new(
+            Command::new(cargo)
+                .args([
+                    "build",
+                    "-p",
+                    "memlink-ffi",
+                    "-p",
+                    "memlink-cli",
+                    "--target-dir",
+                ])
+                .arg(&target)
+                .current_dir(repo())
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .spawn()
+                .expect("spawn cargo build"),
+        );
+        let status = child.wait_for(Duration::from_secs(1200));
+        assert!(
+            status.success(),
+            "cargo build -p memlink-ffi -p memlink-cli failed: {}",
+            String::from_utf8_lossy(&child.stderr())
+        );
+        let dir = target.join("debug");
+        assert!(
+            dir.join("libmemlink.so").exists(),
+            "{} has no libmemlink.so",
+            dir.display()
+        );
+        dir
+    })
+    .clone()
 }
 
 fn unique(what: &str) -> String {
@@ -93,7 +122,9 @@ fn compile(program: &str, static_link: bool) -> PathBuf {
         ]);
     } else {
         cc.arg("-L").arg(&lib).arg("-lmemlink");
-        cc.arg(format!("-Wl,-rpath,{}", lib.display()));
+        // DT_RPATH, not DT_RUNPATH: it wins over the LD_LIBRARY_PATH that
+        // cargo test sets (target/debug, which may hold a stale library).
+        cc.arg(format!("-Wl,--disable-new-dtags,-rpath,{}", lib.display()));
     }
     let result = run(&mut cc);
     assert!(
@@ -105,15 +136,11 @@ fn compile(program: &str, static_link: bool) -> PathBuf {
     out
 }
 
-/// The `memlink` CLI binary, built by `cargo test --workspace` beside us.
+/// The `memlink` CLI binary, built beside the library.
 #[cfg(target_os = "linux")]
 fn cli() -> PathBuf {
     let path = lib_dir().join("memlink");
-    assert!(
-        path.exists(),
-        "{} is missing: run `cargo build -p memlink-cli` (cargo test --workspace builds it)",
-        path.display()
-    );
+    assert!(path.exists(), "{} is missing", path.display());
     path
 }
 
@@ -199,7 +226,11 @@ impl Proc {
     }
 
     fn wait(&mut self) -> ExitStatus {
-        let end = Instant::now() + DEADLINE;
+        self.wait_for(DEADLINE)
+    }
+
+    fn wait_for(&mut self, deadline: Duration) -> ExitStatus {
+        let end = Instant::now() + deadline;
         loop {
             if let Some(status) = self.child.try_wait().expect("try_wait") {
                 return status;
@@ -207,7 +238,7 @@ impl Proc {
             if Instant::now() > end {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
-                panic!("the child did not exit within {DEADLINE:?}");
+                panic!("the child did not exit within {deadline:?}");
             }
             // Polling for the exit, not synchronising with it: the deadline
             // is what matters, the step only bounds the extra latency.
