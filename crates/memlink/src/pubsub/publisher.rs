@@ -425,10 +425,15 @@ impl Pool {
     fn take_unheld(&mut self, service: &Service, p: u32) -> Option<u64> {
         let c = &service.control;
         let words = service.layout().words;
-        let position = self.retired.iter().position(|&slot| {
+        let unheld = |slot: u64| {
             // SeqCst: see `Publisher::publish` (2).
             (0..words).all(|w| c.holders(p, slot, w).load(Ordering::SeqCst) == 0)
-        })?;
+        };
+        // Nearly always the oldest: subscribers let go in order.
+        if self.retired.front().is_some_and(|&slot| unheld(slot)) {
+            return self.retired.pop_front();
+        }
+        let position = self.retired.iter().position(|&slot| unheld(slot))?;
         self.retired.remove(position)
     }
 }

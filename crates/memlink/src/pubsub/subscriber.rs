@@ -278,12 +278,14 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     /// policy rings publishers that wait for room.
     fn store_cursor(&self, p: u32, cursor: u64) {
         let c = &self.service.control;
+        if self.service.layout().settings.overflow != 1 {
+            // Read only by `inspect_service` when overwriting: Relaxed.
+            c.cursor(self.index, p).store(cursor, Ordering::Relaxed);
+            return;
+        }
         // SeqCst: pairs with a waiting publisher's SeqCst bit set and cursor
         // load (see `Publisher::wait_for_space`).
         c.cursor(self.index, p).store(cursor, Ordering::SeqCst);
-        if self.service.layout().settings.overflow != 1 {
-            return;
-        }
         let waiting = c.space_sleepers().load(Ordering::SeqCst);
         if waiting & (1 << p) == 0 {
             return;
