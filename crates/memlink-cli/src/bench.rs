@@ -351,18 +351,9 @@ impl Drop for Peer {
 
 /// The counter in the first 8 bytes of `view` (a mapping's start, so
 /// aligned).
-fn counter(view: &mut ViewMut) -> CmdResult<&AtomicU64> {
-    let ptr = view.as_mut_ptr();
-    if view.len() < 8 || ptr.align_offset(std::mem::align_of::<AtomicU64>()) != 0 {
-        return Err(failure(
-            "cannot use the region for polling: its view is not 8-byte aligned",
-        ));
-    }
-    // SAFETY: `ptr` is aligned (checked) and valid for 8 bytes for as long
-    // as the view lives, which the returned borrow of `view` ensures. The
-    // only processes mapping the region are this benchmark's two, and both
-    // access these bytes only through this atomic.
-    Ok(unsafe { AtomicU64::from_ptr(ptr.cast()) })
+fn counter(view: &ViewMut) -> CmdResult<&AtomicU64> {
+    view.atomic_u64(0)
+        .map_err(|e| failure(format!("cannot use the region for polling: {e}")))
 }
 
 /// Spins until `counter` holds a value `done` accepts; gives up after
@@ -400,8 +391,8 @@ fn round_trips(counts: &Counts, tag: &str) -> CmdResult<(WakeupReport, PollingRe
     let ping = Event::create(&ping_name, EventReset::Auto, false)?;
     let pong = Event::create(&pong_name, EventReset::Auto, false)?;
     let region = Region::create(&poll_name, 4096)?;
-    let mut view = region.map_mut(0..8)?;
-    let counter = counter(&mut view)?;
+    let view = region.map_mut(0..8)?;
+    let counter = counter(&view)?;
     let mut peer = Peer::start(&ping_name, &pong_name, &poll_name)?;
 
     const WAKEUP: &str = "wake-up round trip";
@@ -618,8 +609,8 @@ pub fn peer(args: PeerArgs) -> CmdResult {
     let ping = Event::open(&args.ping)?;
     let pong = Event::open(&args.pong)?;
     let region = Region::open(&args.region, Access::ReadWrite)?;
-    let mut view = region.map_mut(0..8)?;
-    let counter = counter(&mut view)?;
+    let view = region.map_mut(0..8)?;
+    let counter = counter(&view)?;
     let (mut input, mut output) = (io::stdin().lock(), io::stdout().lock());
     loop {
         let mut command = [0u8];
