@@ -7,6 +7,7 @@ mod hexdump;
 mod objects;
 mod procs;
 mod signals;
+mod text;
 mod units;
 mod watch;
 

@@ -19,7 +19,16 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 fn a_held_region_is_read_written_and_inspected_by_other_processes() {
     let name = unique("cycle");
     let mut held = Held::start(
-        &["create", &name, "--size", "4KiB", "--text", "hello, world"],
+        &[
+            "create",
+            &name,
+            "--size",
+            "4KiB",
+            "--text",
+            "hello, world",
+            "--encoding",
+            "utf-8",
+        ],
         "holding it",
     );
     assert_eq!(
@@ -198,22 +207,34 @@ fn reads_and_writes_past_the_end_say_the_size() {
         )
     );
     assert_eq!(
-        run(&["write", &name, "--offset", "4090", "--text", "0123456789"]).fails(1),
+        run(&[
+            "write",
+            &name,
+            "--offset",
+            "4090",
+            "--text",
+            "0123456789",
+            "-e",
+            "utf-8"
+        ])
+        .fails(1),
         format!(
             "memlink: cannot write region \"{name}\": 11 bytes at offset 4090 go past the end \
              (the region's size is 4096 bytes)"
         )
     );
     // A text that fits only without its NUL gets a hint.
-    let stderr = run(&["write", &name, "--offset", "4091", "--text", "abcde"])
-        .fails(1)
-        .to_owned();
+    let stderr = run(&[
+        "write", &name, "--offset", "4091", "--text", "abcde", "-e", "utf-8",
+    ])
+    .fails(1)
+    .to_owned();
     assert!(
         stderr.ends_with("; the text fits without its NUL (--no-nul)"),
         "{stderr}"
     );
     run(&[
-        "write", &name, "--offset", "4091", "--text", "abcde", "--no-nul",
+        "write", &name, "--offset", "4091", "--text", "abcde", "--no-nul", "-e", "utf-8",
     ])
     .ok();
     assert_eq!(run(&["read", &name, "--offset", "4091"]).ok(), "abcde\n");
@@ -223,7 +244,7 @@ fn reads_and_writes_past_the_end_say_the_size() {
 fn a_text_too_big_for_the_size_makes_nothing() {
     let name = unique("toobig");
     assert_eq!(
-        run(&["create", &name, "--size", "4", "--text", "four"]).fails(1),
+        run(&["create", &name, "--size", "4", "--text", "four", "-e", "utf-8"]).fails(1),
         format!(
             "memlink: cannot create region \"{name}\": 5 bytes (the text and its NUL) \
              do not fit in 4 bytes"
@@ -267,4 +288,83 @@ fn a_reader_that_leaves_early_ends_the_output_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// `text` as a UNICODE Win32 program keeps it: UTF-16LE and a two-byte NUL.
+fn wide(text: &str) -> Vec<u8> {
+    let mut bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    bytes.extend_from_slice(&[0, 0]);
+    bytes
+}
+
+#[test]
+fn wide_text_as_the_seeds_write_it_reads_as_text() {
+    let name = unique("wide");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    // The bytes the seeds' process 1 leaves in the mapping.
+    run_with_input(&["write", &name, "-"], &wide("Hello from process 1")).ok();
+    assert_eq!(run(&["read", &name]).ok(), "Hello from process 1\n");
+    assert_eq!(
+        run(&["read", &name, "--utf16"]).ok(),
+        "Hello from process 1\n"
+    );
+    // Asked for UTF-8, the same bytes are one letter and a NUL.
+    assert_eq!(run(&["read", &name, "--encoding", "utf-8"]).ok(), "H\n");
+    // A text written over them keeps their encoding, for their process 2.
+    run(&["write", &name, "--text", "Hello from memlink"]).ok();
+    let raw = run(&["read", &name, "--raw", "--len", "38"]);
+    raw.ok();
+    assert_eq!(raw.bytes, wide("Hello from memlink"));
+    // Non-ASCII text, both ways.
+    run(&["write", &name, "--text", "wide é and 你好", "--utf16"]).ok();
+    assert_eq!(
+        run(&["read", &name, "-e", "utf-16le"]).ok(),
+        "wide é and 你好\n"
+    );
+    run(&["write", &name, "--text", "narrow é", "-e", "utf-8"]).ok();
+    assert_eq!(run(&["read", &name]).ok(), "narrow é\n");
+    assert_eq!(run(&["read", &name, "--len", "3"]).ok(), "nar\n");
+}
+
+#[test]
+fn new_text_is_wide_on_windows_and_utf8_elsewhere() {
+    let name = unique("native");
+    let held = Held::start(
+        &["create", &name, "--size", "4K", "--text", "Hi"],
+        "holding it",
+    );
+    let raw = run(&["read", &name, "--raw", "--len", "6"]);
+    raw.ok();
+    if cfg!(windows) {
+        assert_eq!(
+            held.seen[1],
+            "wrote 6 bytes (the text in UTF-16LE and its NUL) at offset 0"
+        );
+        assert_eq!(raw.bytes, wide("Hi"));
+    } else {
+        assert_eq!(
+            held.seen[1],
+            "wrote 3 bytes (the text and its NUL) at offset 0"
+        );
+        assert_eq!(raw.bytes, b"Hi\0\0\0\0");
+    }
+    assert_eq!(run(&["read", &name]).ok(), "Hi\n");
+    let utf16 = run(&[
+        "create",
+        &unique("toowide"),
+        "--size",
+        "4",
+        "--utf16",
+        "--text",
+        "four",
+    ]);
+    assert_eq!(
+        utf16.fails(1),
+        format!(
+            "memlink: cannot create region \"{}\": 10 bytes (the text in UTF-16LE and its NUL) \
+             do not fit in 4 bytes",
+            unique("toowide")
+        )
+    );
+    assert_eq!(run(&["read", &name, "--encoding", "latin-1"]).code, Some(2));
 }
