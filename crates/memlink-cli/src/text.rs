@@ -10,9 +10,9 @@ pub struct EncodingArgs {
     /// where the bytes plainly are that: up to a two-byte NUL they decode
     /// as UTF-16LE with no control characters, and the first character and
     /// more than half of them are below U+0100, so every other byte is 0 (a
-    /// Windows program's string of Latin text); on Windows also where the text
-    /// reads both ways (no byte of it is 0, as Chinese in UTF-16LE).
-    /// Otherwise UTF-8. Writing, auto keeps the encoding of the text
+    /// Windows program's string of Latin text); or where they decode so
+    /// but are not plain UTF-8 (as most Chinese in UTF-16LE). Otherwise
+    /// UTF-8. Writing, auto keeps the encoding of the text
     /// already at the offset; where there is none (zero bytes, a new
     /// region) it is UTF-16LE on Windows and UTF-8 elsewhere.
     #[arg(
@@ -190,15 +190,30 @@ pub fn detect(bytes: &[u8]) -> Option<Encoding> {
         }
     }
     // bytes[1] == 0: the first character is below U+0100.
-    if chars > 0 && bytes[1] == 0 && narrow * 2 > chars {
+    if chars == 0 {
+        return Some(Encoding::Utf8);
+    }
+    // bytes[1] == 0: the first character is below U+0100.
+    if bytes[1] == 0 && narrow * 2 > chars {
         return Some(Encoding::Utf16Le);
     }
-    // No zero byte inside the text: it reads both ways.
-    let both_ways = utf8_len == utf16_len && chars > 0;
-    if cfg!(windows) && both_ways {
-        return Some(Encoding::Utf16Le);
-    }
-    Some(Encoding::Utf8)
+    // Text with no narrow characters (Chinese, say) has no zero bytes: it
+    // is UTF-16LE if it is not plain UTF-8 (a character cut off at the
+    // end of the sample is not held against it).
+    let utf8 = &bytes[..utf8_len];
+    let plain_utf8 = match std::str::from_utf8(utf8) {
+        Ok(text) => text.chars().all(is_plain),
+        Err(e) => {
+            e.error_len().is_none()
+                && std::str::from_utf8(&utf8[..e.valid_up_to()])
+                    .is_ok_and(|text| text.chars().all(is_plain))
+        }
+    };
+    Some(if plain_utf8 {
+        Encoding::Utf8
+    } else {
+        Encoding::Utf16Le
+    })
 }
 
 #[cfg(test)]
@@ -247,10 +262,11 @@ mod tests {
     }
 
     #[test]
-    fn text_that_reads_both_ways_is_native() {
-        let both = wide("你好");
-        assert_eq!(detect(&both), Some(NATIVE));
-        assert_eq!(detect(&narrow("hi")), Some(NATIVE));
+    fn text_with_no_zero_byte_is_utf16_if_it_is_not_utf8() {
+        assert_eq!(detect(&wide("中文")), Some(Encoding::Utf16Le));
+        assert_eq!(detect(&narrow("hi")), Some(Encoding::Utf8));
+        assert_eq!(detect(&narrow("hello, world")), Some(Encoding::Utf8));
+        assert_eq!(detect(&narrow("中文")), Some(Encoding::Utf8));
     }
 
     #[test]
