@@ -105,6 +105,18 @@ pub fn interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// How long to wait: like [`interval`], but 0 is allowed (do not wait).
+pub fn timeout(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .ok()
+        .or_else(|| {
+            text.parse::<f64>()
+                .ok()
+                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        })
+        .ok_or_else(|| "expected a duration such as 100ms, 5s, 1m or 0.5".to_owned())
+}
+
 /// A size for people: `512 B`, `4 KiB`, `12.1 KiB`, `3 GiB`.
 pub fn human_size(bytes: u64) -> String {
     let options = FormatSizeOptions::from(BINARY).decimal_places(1);

@@ -254,7 +254,9 @@ impl fmt::Display for Error {
             _ => write!(
                 f,
                 "cannot {} {} \"{}\": ",
-                self.operation, self.object, self.name
+                self.operation,
+                self.object,
+                Printable(&self.name)
             )?,
         }
         f.write_str(self.kind.describe())?;
@@ -264,6 +266,23 @@ impl fmt::Display for Error {
         if let Some(source) = &self.source {
             if self.kind == ErrorKind::Os || self.detail.is_some() {
                 write!(f, " ({source})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name as it can be shown: control characters (a NUL, a newline) as
+/// escapes such as `\0`, the rest as it is.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\0' => f.write_str("\\0")?,
+                c if c.is_control() => write!(f, "{}", c.escape_default())?,
+                c => write!(f, "{c}")?,
             }
         }
         Ok(())
