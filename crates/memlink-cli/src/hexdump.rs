@@ -110,6 +110,17 @@ impl Xxd {
     }
 }
 
+/// Writes all of `bytes`, which start at `base`, as one [`Xxd`] dump.
+pub fn xxd(
+    out: &mut impl Write,
+    bytes: &[u8],
+    base: u64,
+    squeeze: bool,
+    colour: bool,
+) -> io::Result<()> {
+    Xxd::new(base, base + bytes.len() as u64, squeeze, colour).write(out, bytes)
+}
+
 fn push_hex(text: &mut String, byte: u8) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     text.push(DIGITS[usize::from(byte >> 4)] as char);

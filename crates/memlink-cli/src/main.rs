@@ -7,6 +7,7 @@ mod demo;
 mod hexdump;
 mod objects;
 mod procs;
+mod pubsub;
 mod signals;
 mod text;
 mod units;
@@ -144,6 +145,28 @@ enum Command {
         #[command(subcommand)]
         action: coordinate::SemaphoreAction,
     },
+    /// Publish messages to a service: a text, a file, or each line of
+    /// standard input.
+    ///
+    /// Joins the service NAME as a publisher (making it, for byte messages,
+    /// if it does not exist) and sends, then leaves. Messages go to the
+    /// subscribers connected at the time (and, with --history, to those
+    /// that join later while the service lives); use --wait-subscribers so a
+    /// script does not send before its subscriber is there.
+    #[command(
+        name = "pub",
+        override_usage = "memlink pub [OPTIONS] <NAME> (--text <TEXT> | --file <PATH> | -)"
+    )]
+    Pub(pubsub::PubArgs),
+    /// Print the messages of a service as they come.
+    ///
+    /// Joins the service NAME as a subscriber (making it if it does not
+    /// exist) and prints each message: as text, a hex dump, raw bytes or
+    /// JSON lines. Messages missed because the publisher overwrote them are
+    /// reported on stderr (and in the JSON). Ends on Ctrl-C or after
+    /// --count messages.
+    #[command(name = "sub")]
+    Sub(pubsub::SubArgs),
     /// Play the seeds' two-process demo: create, write, read from another
     /// process, close, and watch the name go away.
     Demo(demo::DemoArgs),
@@ -274,6 +297,8 @@ fn main() -> ExitCode {
         Command::Lock(args) => coordinate::lock(args),
         Command::Event { action } => coordinate::event(action),
         Command::Semaphore { action } => coordinate::semaphore(action),
+        Command::Pub(args) => pubsub::publish(args),
+        Command::Sub(args) => pubsub::subscribe(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoReader(args) => demo::reader(args),
         Command::Bench(args) => bench::run(args),

@@ -138,7 +138,11 @@ fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
     };
     infos
         .into_iter()
-        .map(|info| {
+        .map(|mut info| {
+            if info.detail.is_none() && may_be_service(&info) {
+                info.detail =
+                    crate::pubsub::inspect(&info.name).map(|s| crate::pubsub::summary(&s));
+            }
             let path = object_path(&info.name);
             let found = path
                 .as_ref()
@@ -155,6 +159,15 @@ fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
             }
         })
         .collect()
+}
+
+/// Whether the object may be a service: marked as one, or a region on a
+/// platform whose regions carry no kind (Windows sections).
+fn may_be_service(info: &ObjectInfo) -> bool {
+    let kind = info.kind;
+    info.state == State::Alive
+        && (kind == Some(memlink::ObjectKind::Service)
+            || (cfg!(windows) && kind == Some(memlink::ObjectKind::Region)))
 }
 
 /// Why `ls` hides an object unless `--all`: `None` if it is shown.
@@ -364,6 +377,68 @@ pub fn info(args: InfoArgs) -> CmdResult {
     }
     if let Some(path) = &object.path {
         row("path", path.clone());
+    }
+    if may_be_service(info) {
+        if let Some(service) = crate::pubsub::inspect(&info.name) {
+            let members = |list: &[memlink::pubsub::ParticipantInfo], what: &str| {
+                if list.is_empty() {
+                    return "none".to_owned();
+                }
+                list.iter()
+                    .map(|p| {
+                        let missed = if p.missed > 0 {
+                            format!(", missed {}", p.missed)
+                        } else {
+                            String::new()
+                        };
+                        format!(
+                            "{}  {what} {}{missed}",
+                            Process::new(p.pid).long(),
+                            p.samples
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            let payload = if service.slices {
+                format!(
+                    "slices of {} ({} each), at most {}",
+                    service.payload_type,
+                    plural(service.payload_size as usize, "byte", "bytes"),
+                    plural(service.max_payload as usize, "byte", "bytes")
+                )
+            } else {
+                format!(
+                    "{} ({})",
+                    service.payload_type,
+                    plural(service.payload_size as usize, "byte", "bytes")
+                )
+            };
+            row("payload", payload);
+            row(
+                "settings",
+                format!(
+                    "{} publishers, {} subscribers at most; capacity {}, history {}, {}",
+                    service.max_publishers,
+                    service.max_subscribers,
+                    service.capacity,
+                    service.history,
+                    match service.overflow {
+                        memlink::pubsub::Overflow::Block => "slow subscribers block publishers",
+                        _ => "slow subscribers miss the oldest",
+                    }
+                ),
+            );
+            row(
+                "slots",
+                format!(
+                    "{} of {} held by subscribers",
+                    service.slots_held, service.slots
+                ),
+            );
+            row("publishers", members(&service.publishers, "sent"));
+            row("subscribers", members(&service.subscribers, "received"));
+        }
     }
     if HOLDERS_KNOWN {
         row("holders", processes(&object.holders));

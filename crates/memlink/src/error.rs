@@ -15,6 +15,9 @@ pub enum ObjectKind {
     Semaphore,
     /// A named event.
     Event,
+    /// A publish/subscribe service: one region holding its participants,
+    /// slots and rings.
+    Service,
 }
 
 impl ObjectKind {
@@ -25,18 +28,8 @@ impl ObjectKind {
             ObjectKind::Mutex => "mutex",
             ObjectKind::Semaphore => "semaphore",
             ObjectKind::Event => "event",
+            ObjectKind::Service => "service",
         }
-    }
-
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn from_str(s: &str) -> Option<ObjectKind> {
-        Some(match s {
-            "region" => ObjectKind::Region,
-            "mutex" => ObjectKind::Mutex,
-            "semaphore" => ObjectKind::Semaphore,
-            "event" => ObjectKind::Event,
-            _ => return None,
-        })
     }
 }
 
@@ -82,6 +75,14 @@ pub enum Operation {
     Set,
     /// Resetting an event.
     Reset,
+    /// Joining a service as a publisher or subscriber.
+    Connect,
+    /// Loaning a sample from a service's slot pool.
+    Loan,
+    /// Publishing a sample.
+    Send,
+    /// Receiving a sample.
+    Receive,
 }
 
 impl fmt::Display for Operation {
@@ -103,6 +104,10 @@ impl fmt::Display for Operation {
             Operation::Write => "write",
             Operation::Set => "set",
             Operation::Reset => "reset",
+            Operation::Connect => "connect to",
+            Operation::Loan => "loan a sample from",
+            Operation::Send => "send on",
+            Operation::Receive => "receive from",
         })
     }
 }
@@ -133,6 +138,13 @@ pub enum ErrorKind {
     Timeout,
     /// The calling thread already holds the mutex it tried to lock.
     WouldDeadlock,
+    /// A participant's payload type or settings differ from the service's
+    /// (the message says both), or the service was made by an
+    /// incompatible version of memlink.
+    Incompatible,
+    /// A fixed limit of the object is reached: every participant place of
+    /// a service is taken, or too many samples are loaned or held.
+    LimitReached,
     /// Any other OS error.
     Os,
 }
@@ -151,6 +163,8 @@ impl ErrorKind {
             ErrorKind::Unsupported => "not supported on this platform",
             ErrorKind::Timeout => "timed out",
             ErrorKind::WouldDeadlock => "this thread already holds it",
+            ErrorKind::Incompatible => "incompatible",
+            ErrorKind::LimitReached => "limit reached",
             ErrorKind::Os => "system error",
         }
     }
@@ -308,7 +322,10 @@ impl From<Error> for io::Error {
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::WouldDeadlock => io::ErrorKind::Deadlock,
-            ErrorKind::WrongKind | ErrorKind::Os => io::ErrorKind::Other,
+            ErrorKind::WrongKind
+            | ErrorKind::Incompatible
+            | ErrorKind::LimitReached
+            | ErrorKind::Os => io::ErrorKind::Other,
         };
         io::Error::new(kind, err)
     }

@@ -120,6 +120,13 @@ pub struct Held {
 impl Held {
     /// Starts `memlink args...` and waits for a line containing `ready`.
     pub fn start(args: &[&str], ready: &str) -> Held {
+        let mut held = Held::start_quiet(args);
+        held.wait_for(ready);
+        held
+    }
+
+    /// Starts `memlink args...` without waiting for anything.
+    pub fn start_quiet(args: &[&str]) -> Held {
         let mut child = memlink(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -136,13 +143,11 @@ impl Held {
                 }
             }
         });
-        let mut held = Held {
+        Held {
             child,
             lines,
             seen: Vec::new(),
-        };
-        held.wait_for(ready);
-        held
+        }
     }
 
     /// Waits for a line containing `text`; returns it.
@@ -168,9 +173,6 @@ impl Held {
     /// end; returns its exit code.
     #[track_caller]
     pub fn wait_exit(&mut self) -> Option<i32> {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return status.code();
-        }
         loop {
             match self.lines.recv_timeout(DEADLINE) {
                 Ok(line) => self.seen.push(line),

@@ -25,8 +25,8 @@ use rustix::thread::futex;
 use super::{Handle, Mapping};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{Access, CreateSpec};
-use crate::sync::{EventReset, Wait};
+use crate::sys::{CreateSpec, Wait};
+use crate::types::{Access, EventReset};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"MLSY");
 const VERSION: u32 = 1;
@@ -50,6 +50,7 @@ fn kind_code(kind: ObjectKind) -> u32 {
         ObjectKind::Mutex => 1,
         ObjectKind::Semaphore => 2,
         ObjectKind::Event => 3,
+        ObjectKind::Service => 4,
     }
 }
 
@@ -139,7 +140,7 @@ impl Object {
 /// Sleeps on `word` while it holds `expected`, until woken or `deadline`.
 /// Returns false once the deadline has passed. Spurious returns are fine:
 /// every caller re-checks its condition.
-fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
+pub(super) fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> bool {
     let timeout = match deadline {
         None => None,
         Some(deadline) => match deadline.checked_duration_since(Instant::now()) {
@@ -153,9 +154,9 @@ fn futex_wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -> boo
 }
 
 /// As many waiters as FUTEX_WAKE can be asked to wake.
-const WAKE_ALL: u32 = i32::MAX as u32;
+pub(super) const WAKE_ALL: u32 = i32::MAX as u32;
 
-fn futex_wake(word: &AtomicU32, count: u32) {
+pub(super) fn futex_wake(word: &AtomicU32, count: u32) {
     let _ = futex::wake(word, futex::Flags::empty(), count);
 }
 
@@ -655,6 +656,6 @@ pub(super) fn describe_state(kind: ObjectKind, page: &Mapping) -> Option<String>
                 waiting(word(EVENT_WAITERS))
             )
         }
-        ObjectKind::Region => return None,
+        ObjectKind::Region | ObjectKind::Service => return None,
     })
 }

@@ -1,0 +1,437 @@
+//! The bytes of a service: one region, laid out from its settings.
+//!
+//! ```text
+//! 0        Header: magic (written last), layout version, settings, payload type
+//! 512      sleeping subscribers: one bit each (W = ceil(subscribers / 64) words)
+//! +64*k    publishers waiting for space: one bit each
+//! ...      publisher entries, one per place: head, doorbell, counters, then
+//!          the ring: `capacity` words (seq+1) << 16 | slot
+//! ...      subscriber entries, one per place: doorbell, counters, then one
+//!          cursor per publisher place (the next sequence number to read)
+//! ...      slot headers, per publisher per slot: W holder words, length
+//! page     data: per publisher a page-aligned partition of slots
+//! ```
+//!
+//! Everything before the data is the *control* part, mapped read-write by
+//! every participant; the data is mapped writable by its publisher only (its
+//! own partition) and read-only by subscribers. Every word has one writer,
+//! or is a set of bits each of which belongs to one participant (holders,
+//! sleepers), so a dead process can only leave its own words stale.
+
+use std::sync::atomic::{AtomicU32, AtomicU64};
+
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+
+/// "memlink" and a service marker, in the first word once the service is
+/// ready.
+pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mlsvc\x01\x00\x00");
+/// The layout version; another version is an `Incompatible` error.
+pub(super) const VERSION: u32 = 1;
+const HEADER_SIZE: u64 = 512;
+const LINE: u64 = 64;
+const PAGE: u64 = 4096;
+/// Ring entries keep the slot index in 16 bits.
+pub(super) const MAX_SLOTS: u64 = 1 << 16;
+const SLOT_BITS: u32 = 16;
+const SEQ_MASK: u64 = (1 << 48) - 1;
+
+/// Limits that keep the tables small enough to be sane.
+pub(super) const MAX_PUBLISHERS: u32 = 64;
+pub(super) const MAX_SUBSCRIBERS: u32 = 1024;
+
+/// A participant entry is in use (written by the place's holder only).
+pub(super) const ACTIVE: u32 = 1;
+/// A participant entry is free.
+pub(super) const FREE: u32 = 0;
+
+/// The settings a service is made with; stored in its header.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Settings {
+    pub(super) max_publishers: u32,
+    pub(super) max_subscribers: u32,
+    /// Samples each publisher keeps published: the ring's length.
+    pub(super) capacity: u32,
+    pub(super) history: u32,
+    pub(super) max_loans: u32,
+    pub(super) max_borrowed: u32,
+    /// 0: overwrite the oldest; 1: block the publisher.
+    pub(super) overflow: u32,
+    pub(super) _reserved: u32,
+    /// The largest payload in bytes.
+    pub(super) max_payload: u64,
+}
+
+/// What a service carries, as recorded by its creator.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) struct PayloadType {
+    /// Size of one element (the whole type, or one slice element).
+    pub(super) size: u64,
+    pub(super) align: u32,
+    /// 0: one value; 1: a slice of elements.
+    pub(super) slice: u32,
+    pub(super) name_len: u32,
+    pub(super) name: [u8; 196],
+}
+
+impl PayloadType {
+    pub(super) fn new(name: &str, size: usize, align: usize, slice: bool) -> PayloadType {
+        let mut stored = [0u8; 196];
+        // Longer names are cut at a character boundary; size and alignment
+        // still tell most mismatches apart.
+        let mut len = name.len().min(stored.len());
+        while !name.is_char_boundary(len) {
+            len -= 1;
+        }
+        stored[..len].copy_from_slice(&name.as_bytes()[..len]);
+        PayloadType {
+            size: size as u64,
+            align: align as u32,
+            slice: u32::from(slice),
+            name_len: len as u32,
+            name: stored,
+        }
+    }
+
+    pub(super) fn type_name(&self) -> &str {
+        let len = (self.name_len as usize).min(self.name.len());
+        std::str::from_utf8(&self.name[..len]).unwrap_or("?")
+    }
+}
+
+impl std::fmt::Display for PayloadType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let what = if self.slice == 1 { "slices of " } else { "" };
+        write!(
+            f,
+            "{what}{} ({} bytes, align {})",
+            self.type_name(),
+            self.size,
+            self.align
+        )
+    }
+}
+
+impl std::fmt::Debug for PayloadType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(self, f)
+    }
+}
+
+/// The first bytes of a service.
+#[repr(C)]
+pub(super) struct Header {
+    pub(super) magic: AtomicU64,
+    pub(super) version: u32,
+    pub(super) header_size: u32,
+    pub(super) settings: Settings,
+    pub(super) payload: PayloadType,
+}
+
+const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
+const _: () = assert!(std::mem::align_of::<Header>() <= LINE as usize);
+
+/// The first line of a publisher entry.
+#[repr(C)]
+pub(super) struct PublisherEntry {
+    /// How many samples this place has published (its next sequence
+    /// number). Written by the place's holder.
+    pub(super) head: AtomicU64,
+    /// Bumped by whoever wakes the holder from a wait for space.
+    pub(super) doorbell: AtomicU32,
+    pub(super) state: AtomicU32,
+    pub(super) pid: AtomicU32,
+    _pad: u32,
+    pub(super) sent: AtomicU64,
+}
+
+/// The first line of a subscriber entry.
+#[repr(C)]
+pub(super) struct SubscriberEntry {
+    pub(super) doorbell: AtomicU32,
+    pub(super) state: AtomicU32,
+    pub(super) pid: AtomicU32,
+    _pad: u32,
+    pub(super) received: AtomicU64,
+    pub(super) missed: AtomicU64,
+}
+
+const _: () = assert!(std::mem::size_of::<PublisherEntry>() as u64 <= LINE);
+const _: () = assert!(std::mem::size_of::<SubscriberEntry>() as u64 <= LINE);
+
+/// Where everything is, derived from the settings and the payload.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Layout {
+    pub(super) settings: Settings,
+    /// Words of holder or sleeper bits: one bit per subscriber.
+    pub(super) words: u64,
+    pub(super) slots: u64,
+    pub(super) stride: u64,
+    sleepers: u64,
+    space_sleepers: u64,
+    publishers: u64,
+    publisher_size: u64,
+    subscribers: u64,
+    subscriber_size: u64,
+    slot_headers: u64,
+    slot_header_size: u64,
+    pub(super) data: u64,
+    pub(super) partition_size: u64,
+    pub(super) total: u64,
+}
+
+fn round_up(n: u64, to: u64) -> Option<u64> {
+    n.checked_add(to - 1).map(|n| n / to * to)
+}
+
+impl Layout {
+    /// Lays a service out; `Err` names the setting that cannot work.
+    pub(super) fn new(
+        settings: Settings,
+        payload: &PayloadType,
+        name: &str,
+        operation: Operation,
+    ) -> Result<Layout> {
+        let invalid = |why: String| {
+            Error::new(
+                operation,
+                ObjectKind::Service,
+                name,
+                ErrorKind::InvalidArgument,
+            )
+            .with_detail(why)
+        };
+        let s = settings;
+        if s.max_publishers == 0 || s.max_publishers > MAX_PUBLISHERS {
+            return Err(invalid(format!(
+                "max_publishers is {}; it must be 1 to {MAX_PUBLISHERS}",
+                s.max_publishers
+            )));
+        }
+        if s.max_subscribers == 0 || s.max_subscribers > MAX_SUBSCRIBERS {
+            return Err(invalid(format!(
+                "max_subscribers is {}; it must be 1 to {MAX_SUBSCRIBERS}",
+                s.max_subscribers
+            )));
+        }
+        if s.capacity == 0 {
+            return Err(invalid("the capacity must be at least 1".into()));
+        }
+        if s.history > s.capacity {
+            return Err(invalid(format!(
+                "a history of {} is more than the capacity of {}",
+                s.history, s.capacity
+            )));
+        }
+        if s.max_loans == 0 || s.max_borrowed == 0 {
+            return Err(invalid(
+                "max_loans and max_borrowed must be at least 1".into(),
+            ));
+        }
+        if s.max_payload == 0 && payload.slice == 1 {
+            return Err(invalid(
+                "the largest slice must be at least 1 element".into(),
+            ));
+        }
+        if u64::from(payload.align) > PAGE {
+            return Err(invalid(format!(
+                "payload alignment {} is more than a page",
+                payload.align
+            )));
+        }
+        let words = u64::from(s.max_subscribers).div_ceil(64);
+        let slots = u64::from(s.capacity)
+            + u64::from(s.max_loans)
+            + u64::from(s.max_subscribers) * u64::from(s.max_borrowed);
+        if slots > MAX_SLOTS {
+            return Err(invalid(format!(
+                "{slots} slots per publisher (capacity + max_loans + max_subscribers x \
+                 max_borrowed) are more than {MAX_SLOTS}"
+            )));
+        }
+        let too_big = || invalid("the service would not fit in 64-bit sizes".into());
+        let align = u64::from(payload.align).max(LINE);
+        let stride = round_up(s.max_payload.max(1), align).ok_or_else(too_big)?;
+        let sleepers = HEADER_SIZE;
+        let space_sleepers = sleepers + round_up(words * 8, LINE).unwrap();
+        let publishers = space_sleepers + LINE;
+        let publisher_size =
+            LINE + round_up(u64::from(s.capacity) * 8, LINE).ok_or_else(too_big)?;
+        let subscribers = publishers + publisher_size * u64::from(s.max_publishers);
+        let subscriber_size = LINE + round_up(u64::from(s.max_publishers) * 8, LINE).unwrap();
+        let slot_headers = subscribers + subscriber_size * u64::from(s.max_subscribers);
+        let slot_header_size = round_up((words + 1) * 8, LINE).unwrap();
+        let headers_len = slot_header_size * slots * u64::from(s.max_publishers);
+        let data = round_up(slot_headers + headers_len, PAGE).ok_or_else(too_big)?;
+        let partition_size = stride
+            .checked_mul(slots)
+            .and_then(|n| round_up(n, PAGE))
+            .ok_or_else(too_big)?;
+        let total = partition_size
+            .checked_mul(u64::from(s.max_publishers))
+            .and_then(|n| n.checked_add(data))
+            .ok_or_else(too_big)?;
+        Ok(Layout {
+            settings,
+            words,
+            slots,
+            stride,
+            sleepers,
+            space_sleepers,
+            publishers,
+            publisher_size,
+            subscribers,
+            subscriber_size,
+            slot_headers,
+            slot_header_size,
+            data,
+            partition_size,
+            total,
+        })
+    }
+
+    pub(super) fn capacity(&self) -> u64 {
+        u64::from(self.settings.capacity)
+    }
+
+    /// The byte offset of publisher `p`'s partition, from the start of the
+    /// data.
+    pub(super) fn partition(&self, p: u32) -> u64 {
+        self.partition_size * u64::from(p)
+    }
+}
+
+/// The control part of a service, mapped: typed access to its words.
+pub(super) struct Control {
+    base: *mut u8,
+    layout: Layout,
+}
+
+// SAFETY: `Control` is an address into shared memory that stays mapped for
+// its lifetime (its owner keeps the mapping); every access through it is
+// atomic, so any thread may use it.
+unsafe impl Send for Control {}
+// SAFETY: as above: only atomics are reached through `&Control`.
+unsafe impl Sync for Control {}
+
+impl Control {
+    /// # Safety
+    /// `base` must point at a mapping of at least `layout.data` bytes of the
+    /// service, aligned to a page, that outlives the returned value.
+    pub(super) unsafe fn new(base: *mut u8, layout: Layout) -> Control {
+        Control { base, layout }
+    }
+
+    pub(super) fn layout(&self) -> &Layout {
+        &self.layout
+    }
+
+    fn at<A>(&self, offset: u64) -> &A {
+        debug_assert!(offset + std::mem::size_of::<A>() as u64 <= self.layout.data);
+        debug_assert_eq!(offset % std::mem::align_of::<A>() as u64, 0);
+        // SAFETY: every offset passed here comes from the layout, lies inside
+        // the control part (which `new`'s contract keeps mapped) and is
+        // aligned for `A` (lines are 64-byte aligned from a page-aligned
+        // base; words are 8-byte aligned within them). The types used are
+        // atomics (or structs of atomics), valid for any bit pattern and
+        // accessed only atomically by every process.
+        unsafe { &*self.base.add(offset as usize).cast::<A>() }
+    }
+
+    pub(super) fn header(&self) -> &Header {
+        self.at(0)
+    }
+
+    /// Word `w` of the sleeping-subscriber bits.
+    pub(super) fn sleepers(&self, w: u64) -> &AtomicU64 {
+        self.at(self.layout.sleepers + 8 * w)
+    }
+
+    /// The bits of publishers waiting for space.
+    pub(super) fn space_sleepers(&self) -> &AtomicU64 {
+        self.at(self.layout.space_sleepers)
+    }
+
+    pub(super) fn publisher(&self, p: u32) -> &PublisherEntry {
+        self.at(self.layout.publishers + self.layout.publisher_size * u64::from(p))
+    }
+
+    /// The ring entry publisher `p` uses for sequence number `seq`.
+    pub(super) fn ring(&self, p: u32, seq: u64) -> &AtomicU64 {
+        let slot = seq % self.layout.capacity();
+        self.at(self.layout.publishers
+            + self.layout.publisher_size * u64::from(p)
+            + LINE
+            + 8 * slot)
+    }
+
+    pub(super) fn subscriber(&self, i: u32) -> &SubscriberEntry {
+        self.at(self.layout.subscribers + self.layout.subscriber_size * u64::from(i))
+    }
+
+    /// Subscriber `i`'s cursor on publisher `p`: the next sequence number.
+    pub(super) fn cursor(&self, i: u32, p: u32) -> &AtomicU64 {
+        self.at(self.layout.subscribers
+            + self.layout.subscriber_size * u64::from(i)
+            + LINE
+            + 8 * u64::from(p))
+    }
+
+    fn slot_header(&self, p: u32, slot: u64) -> u64 {
+        self.layout.slot_headers
+            + self.layout.slot_header_size * (u64::from(p) * self.layout.slots + slot)
+    }
+
+    /// Word `w` of the holder bits of publisher `p`'s slot.
+    pub(super) fn holders(&self, p: u32, slot: u64, w: u64) -> &AtomicU64 {
+        self.at(self.slot_header(p, slot) + 8 * w)
+    }
+
+    /// The payload length in bytes of publisher `p`'s slot.
+    pub(super) fn len(&self, p: u32, slot: u64) -> &AtomicU64 {
+        self.at(self.slot_header(p, slot) + 8 * self.layout.words)
+    }
+}
+
+/// A ring entry: the sequence number (plus one, so that 0 is "empty")
+/// in the top 48 bits, the slot below.
+pub(super) fn entry(seq: u64, slot: u64) -> u64 {
+    (((seq + 1) & SEQ_MASK) << SLOT_BITS) | slot
+}
+
+pub(super) fn entry_slot(entry: u64) -> u64 {
+    entry & ((1 << SLOT_BITS) - 1)
+}
+
+/// Where `entry` stands against the sequence number `seq` a reader wants:
+/// 0 it is that sample, < 0 that sample is not published yet, > 0 it was
+/// overwritten by a later one. Sequence numbers are compared modulo 2^48,
+/// which is exact while readers are less than 2^47 samples behind (the ring
+/// keeps them within `capacity`).
+/// An empty entry (0) reads as "not yet" for every sequence number but
+/// the one at the very end of the 48-bit cycle.
+pub(super) fn entry_order(entry: u64, seq: u64) -> i64 {
+    let stored = entry >> SLOT_BITS;
+    let wanted = (seq + 1) & SEQ_MASK;
+    // Sign-extend the 48-bit difference.
+    ((stored.wrapping_sub(wanted) << SLOT_BITS) as i64) >> SLOT_BITS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_order_sequence_numbers_across_the_48_bit_wrap() {
+        assert_eq!(entry_order(entry(5, 3), 5), 0);
+        assert_eq!(entry_slot(entry(5, 3)), 3);
+        assert!(entry_order(entry(4, 3), 5) < 0);
+        assert!(entry_order(entry(69, 3), 5) > 0);
+        assert!(entry_order(0, 0) < 0);
+        let near = SEQ_MASK - 1;
+        assert_eq!(entry_order(entry(near, 1), near), 0);
+        assert!(entry_order(entry(near + 10, 1), near) > 0);
+        assert!(entry_order(entry(near, 1), near + 10) < 0);
+    }
+}

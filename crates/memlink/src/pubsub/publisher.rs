@@ -1,0 +1,501 @@
+//! The publishing side: loans from the publisher's own partition, sends
+//! into its own ring.
+
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::{Deref, DerefMut};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
+use super::service::{Joined, Role, Service};
+use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions};
+use crate::error::{ErrorKind, Operation, Result};
+use crate::sys;
+
+/// How often a publisher waiting for space checks that the subscribers
+/// it waits for are alive. Not a timeout on anyone: a dead subscriber is
+/// only dropped once the kernel says so.
+const LIVENESS_CHECK: Duration = Duration::from_millis(10);
+
+/// A publisher of `T` samples on a named service.
+///
+/// Samples are loaned from the service's shared memory
+/// ([`loan`](Publisher::loan), [`loan_uninit`](Publisher::loan_uninit),
+/// [`loan_slice`](Publisher::loan_slice)), filled in place and sent without
+/// a copy; [`send_copy`](Publisher::send_copy) does all three at once.
+/// A publisher may be moved to another thread but not shared between
+/// threads.
+///
+/// ```
+/// use memlink::pubsub::{Publisher, Subscriber};
+/// # let name = format!("memlink-doc-bytes-{}", std::process::id());
+/// let publisher = Publisher::<[u8]>::connect(&name)?;   // slices of up to 4 KiB
+/// let subscriber = Subscriber::<[u8]>::connect(&name)?;
+/// let mut sample = publisher.loan_slice(5)?;
+/// sample.copy_from_slice(b"hello");
+/// sample.send()?;
+/// assert_eq!(&*subscriber.try_recv()?.unwrap(), b"hello");
+/// # Ok::<(), memlink::Error>(())
+/// ```
+pub struct Publisher<T: Payload + ?Sized> {
+    /// This publisher's place.
+    index: u32,
+    data: sys::Mapping,
+    doorbell: sys::Doorbell,
+    /// Doorbells of subscriber places, opened when first rung.
+    subscriber_bells: RefCell<Vec<Option<sys::Doorbell>>>,
+    pool: RefCell<Pool>,
+    loans: Cell<u32>,
+    _claim: sys::Claim,
+    service: Service,
+    _payload: PhantomData<fn(&T)>,
+}
+
+/// The publisher's own view of its slots; nobody else needs it.
+struct Pool {
+    /// The next sequence number.
+    head: u64,
+    /// Slots free to loan.
+    free: Vec<u64>,
+    /// Slots of the samples in the ring, oldest first.
+    window: VecDeque<u64>,
+    /// Slots that left the ring but may still be held by subscribers.
+    retired: VecDeque<u64>,
+    /// The lowest cursor of the live subscribers, as last seen (block
+    /// policy only).
+    min_cursor: u64,
+}
+
+impl<T: Payload + ?Sized> Publisher<T> {
+    /// Connects to the service `name` with the default settings (making it
+    /// if it does not exist; joining it, whatever its settings, if it
+    /// does). The payload type must be the service's.
+    pub fn connect(name: &str) -> Result<Publisher<T>> {
+        Publisher::connect_with(name, &ServiceOptions::new())
+    }
+
+    pub(super) fn connect_with(name: &str, options: &ServiceOptions) -> Result<Publisher<T>> {
+        let Joined {
+            service,
+            index,
+            claim,
+            data,
+            doorbell,
+        } = Service::join(name, options, payload_type::<T>(), Role::Publisher)?;
+        let pool = Pool::recover(&service, index);
+        let entry = service.control.publisher(index);
+        entry.pid.store(std::process::id(), Ordering::Relaxed);
+        // Release: pairs with the Acquire loads of readers of the entry.
+        entry.state.store(ACTIVE, Ordering::Release);
+        Ok(Publisher {
+            index,
+            data,
+            doorbell,
+            subscriber_bells: RefCell::new(Vec::new()),
+            pool: RefCell::new(pool),
+            loans: Cell::new(0),
+            _claim: claim,
+            service,
+            _payload: PhantomData,
+        })
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        self.service.name.given()
+    }
+
+    /// How many subscribers are connected now.
+    pub fn subscriber_count(&self) -> Result<usize> {
+        Ok(self.service.participants(Role::Subscriber)?.len())
+    }
+
+    /// The largest payload of one sample, in bytes.
+    pub fn max_payload(&self) -> u64 {
+        self.service.layout().settings.max_payload
+    }
+
+    fn loan_bytes(&self, bytes: u64) -> Result<SampleMut<'_, T>> {
+        let max = self.max_payload();
+        if bytes > max {
+            return Err(self
+                .service
+                .error(Operation::Loan, ErrorKind::InvalidArgument)
+                .with_detail(format!(
+                    "a sample of {bytes} bytes is larger than the service's largest, {max}"
+                )));
+        }
+        let limit = self.service.layout().settings.max_loans;
+        if self.loans.get() >= limit {
+            return Err(self
+                .service
+                .error(Operation::Loan, ErrorKind::LimitReached)
+                .with_detail(format!(
+                    "this publisher has {limit} samples loaned already (max_loans)"
+                )));
+        }
+        let slot = self.free_slot()?;
+        self.loans.set(self.loans.get() + 1);
+        let offset = slot * self.service.layout().stride;
+        // SAFETY: the slot lies inside this publisher's partition (slot <
+        // slots, stride * slots <= partition size), which is mapped
+        // writable for as long as `self` lives.
+        let at = unsafe { self.data.as_ptr().add(offset as usize) };
+        Ok(SampleMut {
+            publisher: self,
+            slot,
+            ptr: T::from_raw(at, bytes as usize),
+            sent: false,
+        })
+    }
+
+    /// A slot nobody holds: from the free list, else the oldest retired one
+    /// whose holders have all let go, else after reaping dead subscribers.
+    fn free_slot(&self) -> Result<u64> {
+        let mut pool = self.pool.borrow_mut();
+        if let Some(slot) = pool.free.pop() {
+            return Ok(slot);
+        }
+        for attempt in 0..2 {
+            if let Some(slot) = pool.take_unheld(&self.service, self.index) {
+                return Ok(slot);
+            }
+            if attempt == 0 {
+                self.service.reap_dead_subscribers()?;
+            }
+        }
+        Err(self
+            .service
+            .error(Operation::Loan, ErrorKind::LimitReached)
+            .with_detail("every slot is held by subscribers or loaned"))
+    }
+
+    fn give_back(&self, slot: u64) {
+        self.pool.borrow_mut().free.push(slot);
+        self.loans.set(self.loans.get() - 1);
+    }
+
+    /// Publishes `slot` holding `bytes` bytes: one store makes it visible.
+    fn publish(&self, slot: u64, bytes: u64, deadline: Option<Instant>) -> Result<()> {
+        let c = &self.service.control;
+        let p = self.index;
+        let seq = self.pool.borrow().head;
+        if self.service.layout().settings.overflow == 1 {
+            if let Err(e) = self.wait_for_space(seq, deadline) {
+                self.give_back(slot);
+                return Err(e);
+            }
+        }
+        // Relaxed: published by the SeqCst store of the entry below, which
+        // the subscriber loads with Acquire.
+        c.len(p, slot).store(bytes, Ordering::Relaxed);
+        // SeqCst: (1) releases the payload to subscribers (pairs with their
+        // Acquire load of the entry); (2) is ordered before the holder loads
+        // that decide the reuse of the slot this entry replaces, against
+        // the subscribers' SeqCst holder RMW + entry re-load (so either the
+        // subscriber sees the new entry and backs off, or the publisher sees
+        // its bit); (3) is ordered before the sleeper load below, against
+        // the subscriber's SeqCst sleeper RMW + entry re-check.
+        c.ring(p, seq).store(entry(seq, slot), Ordering::SeqCst);
+        // Release: for joiners, which start from the head; it may lag the
+        // ring by one sample, which readers of the ring tolerate.
+        c.publisher(p).head.store(seq + 1, Ordering::Release);
+        let e = c.publisher(p);
+        e.sent
+            .store(e.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        {
+            let mut pool = self.pool.borrow_mut();
+            pool.head = seq + 1;
+            pool.window.push_back(slot);
+            if pool.window.len() as u64 > self.service.layout().capacity() {
+                let old = pool.window.pop_front().expect("longer than the capacity");
+                pool.retired.push_back(old);
+            }
+        }
+        self.loans.set(self.loans.get() - 1);
+        self.wake_sleepers();
+        Ok(())
+    }
+
+    /// Rings the subscribers that sleep. Costs a load per 64 subscriber
+    /// places when nobody sleeps.
+    fn wake_sleepers(&self) {
+        let c = &self.service.control;
+        for w in 0..self.service.layout().words {
+            // SeqCst: see `publish` (3).
+            let bits = c.sleepers(w).load(Ordering::SeqCst);
+            if bits == 0 {
+                continue;
+            }
+            // Claims the wake-ups, so concurrent publishers do not all ring.
+            let bits = c.sleepers(w).fetch_and(!bits, Ordering::AcqRel) & bits;
+            for_each_bit(w, bits, |i| self.ring_subscriber(i));
+        }
+    }
+
+    fn ring_subscriber(&self, i: u32) {
+        let word = &self.service.control.subscriber(i).doorbell;
+        // SeqCst: the sleeper read the word before it set its bit and sleeps
+        // only while the word is unchanged, so this change is seen.
+        word.fetch_add(1, Ordering::SeqCst);
+        let mut bells = self.subscriber_bells.borrow_mut();
+        if bells.len() <= i as usize {
+            bells.resize_with(i as usize + 1, || None);
+        }
+        if bells[i as usize].is_none() {
+            let place = self.service.place(Role::Subscriber, i);
+            // A failure leaves the sleeper to its timeout or the next send.
+            bells[i as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
+        }
+        if let Some(bell) = &bells[i as usize] {
+            bell.ring(word);
+        }
+    }
+
+    /// Block policy: waits until every live subscriber has taken sample
+    /// `seq - capacity`, the one the next send overwrites.
+    fn wait_for_space(&self, seq: u64, deadline: Option<Instant>) -> Result<()> {
+        let capacity = self.service.layout().capacity();
+        if seq < self.pool.borrow().min_cursor + capacity {
+            return Ok(());
+        }
+        let c = &self.service.control;
+        let (w, bit) = bit_of(self.index);
+        debug_assert_eq!(w, 0);
+        let mut slept = false;
+        loop {
+            if seq < self.refresh_min_cursor(seq) + capacity {
+                return Ok(());
+            }
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(self
+                    .service
+                    .error(Operation::Send, ErrorKind::Timeout)
+                    .with_detail("subscribers did not take the oldest sample in time"));
+            }
+            // After a sleep without progress a laggard may be dead; the
+            // kernel says so through its claim.
+            if slept && self.service.reap_dead_subscribers()? > 0 {
+                continue;
+            }
+            let word = &c.publisher(self.index).doorbell;
+            let seen = word.load(Ordering::SeqCst);
+            // SeqCst: pairs with the subscriber's SeqCst cursor store and
+            // load of these bits: either it sees the bit and rings, or the
+            // cursor re-read below sees its progress.
+            c.space_sleepers().fetch_or(bit, Ordering::SeqCst);
+            if seq < self.refresh_min_cursor(seq) + capacity {
+                c.space_sleepers().fetch_and(!bit, Ordering::Relaxed);
+                return Ok(());
+            }
+            let check = Instant::now() + LIVENESS_CHECK;
+            let until = deadline.map_or(check, |d| d.min(check));
+            self.doorbell.wait(word, seen, Some(until));
+            c.space_sleepers().fetch_and(!bit, Ordering::Relaxed);
+            slept = true;
+        }
+    }
+
+    /// The lowest cursor on this publisher among live subscribers (or
+    /// `seq` when there are none), remembered for the next sends.
+    fn refresh_min_cursor(&self, seq: u64) -> u64 {
+        let c = &self.service.control;
+        let mut min = seq;
+        for i in 0..self.service.layout().settings.max_subscribers {
+            // Acquire: pairs with the subscriber's Release store of ACTIVE
+            // after it set its cursors.
+            if c.subscriber(i).state.load(Ordering::Acquire) == ACTIVE {
+                // SeqCst: see `wait_for_space`. Acquire at least: the
+                // subscriber read the entry before it moved its cursor past
+                // it, so overwriting that entry now is safe.
+                min = min.min(c.cursor(i, self.index).load(Ordering::SeqCst));
+            }
+        }
+        self.pool.borrow_mut().min_cursor = min;
+        min
+    }
+}
+
+impl<T: Pod> Publisher<T> {
+    /// Loans a sample, zeroed. Fill it and [`send`](SampleMut::send) it.
+    pub fn loan(&self) -> Result<SampleMut<'_, T>> {
+        let mut sample = self.loan_uninit()?;
+        *sample = T::zeroed();
+        Ok(sample)
+    }
+
+    /// Loans a sample holding whatever its slot held before (some earlier
+    /// sample's bytes: any bit pattern is a valid `T`). Cheaper than
+    /// [`loan`](Publisher::loan) for large types that are written whole.
+    pub fn loan_uninit(&self) -> Result<SampleMut<'_, T>> {
+        self.loan_bytes(std::mem::size_of::<T>() as u64)
+    }
+
+    /// Copies `value` into a sample and sends it.
+    pub fn send_copy(&self, value: &T) -> Result<()> {
+        let mut sample = self.loan_uninit()?;
+        *sample = *value;
+        sample.send()
+    }
+}
+
+impl<T: Pod> Publisher<[T]> {
+    /// Loans a sample of `len` elements, zeroed.
+    pub fn loan_slice(&self, len: usize) -> Result<SampleMut<'_, [T]>> {
+        let mut sample = self.loan_slice_uninit(len)?;
+        sample.fill(T::zeroed());
+        Ok(sample)
+    }
+
+    /// Loans a sample of `len` elements holding whatever its slot held.
+    pub fn loan_slice_uninit(&self, len: usize) -> Result<SampleMut<'_, [T]>> {
+        let bytes = (len as u64).saturating_mul(std::mem::size_of::<T>() as u64);
+        self.loan_bytes(bytes)
+    }
+
+    /// Copies `values` into a sample and sends it.
+    pub fn send_copy(&self, values: &[T]) -> Result<()> {
+        let mut sample = self.loan_slice_uninit(values.len())?;
+        sample.copy_from_slice(values);
+        sample.send()
+    }
+}
+
+use bytemuck::Pod;
+
+impl<T: Payload + ?Sized> Drop for Publisher<T> {
+    fn drop(&mut self) {
+        // Samples in the ring stay readable: subscribers still take them.
+        let e = self.service.control.publisher(self.index);
+        e.state.store(FREE, Ordering::Release);
+    }
+}
+
+impl<T: Payload + ?Sized> fmt::Debug for Publisher<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Publisher")
+            .field("service", &self.service.name.given())
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pool {
+    /// Rebuilds the local view of publisher place `p`'s slots from the
+    /// ring, after whoever held the place before (maybe a dead process).
+    fn recover(service: &Service, p: u32) -> Pool {
+        let c = &service.control;
+        let layout = service.layout();
+        let capacity = layout.capacity();
+        // Acquire: pairs with the previous holder's Release store.
+        let mut head = c.publisher(p).head.load(Ordering::Acquire);
+        // The head lags the ring by one when the previous holder died
+        // between its two stores; that sample is published all the same.
+        if entry_order(c.ring(p, head).load(Ordering::Acquire), head) == 0 {
+            head += 1;
+            c.publisher(p).head.store(head, Ordering::Release);
+        }
+        let mut in_window = vec![false; layout.slots as usize];
+        let mut window = VecDeque::new();
+        for seq in head.saturating_sub(capacity)..head {
+            let e = c.ring(p, seq).load(Ordering::Acquire);
+            let slot = entry_slot(e);
+            if entry_order(e, seq) == 0 && slot < layout.slots && !in_window[slot as usize] {
+                in_window[slot as usize] = true;
+                window.push_back(slot);
+            }
+        }
+        // Everything else may be held by subscribers: check before reuse.
+        let retired = (0..layout.slots)
+            .filter(|&s| !in_window[s as usize])
+            .collect();
+        Pool {
+            head,
+            free: Vec::new(),
+            window,
+            retired,
+            min_cursor: 0,
+        }
+    }
+
+    /// Takes the oldest retired slot that no subscriber holds.
+    fn take_unheld(&mut self, service: &Service, p: u32) -> Option<u64> {
+        let c = &service.control;
+        let words = service.layout().words;
+        let position = self.retired.iter().position(|&slot| {
+            // SeqCst: see `Publisher::publish` (2).
+            (0..words).all(|w| c.holders(p, slot, w).load(Ordering::SeqCst) == 0)
+        })?;
+        self.retired.remove(position)
+    }
+}
+
+/// A loaned sample: shared memory the publisher writes in place, then
+/// [`send`](SampleMut::send)s. Dropping it unsent gives the slot back.
+pub struct SampleMut<'a, T: Payload + ?Sized> {
+    publisher: &'a Publisher<T>,
+    slot: u64,
+    ptr: *mut T,
+    sent: bool,
+}
+
+impl<T: Payload + ?Sized> SampleMut<'_, T> {
+    /// Publishes the sample to every subscriber, without copying it. Under
+    /// [`Overflow::Block`](super::Overflow::Block) this waits (as long as
+    /// it takes) until the slowest live subscriber has room.
+    pub fn send(self) -> Result<()> {
+        self.send_until(None)
+    }
+
+    /// As [`send`](SampleMut::send), but gives up after `timeout` when the
+    /// service blocks on a slow subscriber: an
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) error, and the
+    /// sample is not sent.
+    pub fn send_timeout(self, timeout: Duration) -> Result<()> {
+        self.send_until(super::deadline_after(timeout))
+    }
+
+    fn send_until(mut self, deadline: Option<Instant>) -> Result<()> {
+        self.sent = true;
+        // SAFETY: `ptr` points at this loan's payload (see `loan_bytes`).
+        let bytes = unsafe { (*self.ptr).byte_len() } as u64;
+        self.publisher.publish(self.slot, bytes, deadline)
+    }
+}
+
+impl<T: Payload + ?Sized> Deref for SampleMut<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: the loaned slot is this publisher's, outside the ring and
+        // held by no subscriber, so nothing else reads or writes it until it
+        // is sent; the mapping outlives the borrow of the publisher, and the
+        // bytes are initialised shared memory, a valid `T` for any pattern.
+        unsafe { &*self.ptr }
+    }
+}
+
+impl<T: Payload + ?Sized> DerefMut for SampleMut<'_, T> {
+    fn deref_mut(&mut self) -> &mut T {
+        // SAFETY: as in `deref`; `&mut self` makes this the only reference.
+        unsafe { &mut *self.ptr }
+    }
+}
+
+impl<T: Payload + ?Sized> Drop for SampleMut<'_, T> {
+    fn drop(&mut self) {
+        if !self.sent {
+            self.publisher.give_back(self.slot);
+        }
+    }
+}
+
+impl<T: Payload + ?Sized> fmt::Debug for SampleMut<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SampleMut")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}

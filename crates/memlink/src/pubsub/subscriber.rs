@@ -1,0 +1,418 @@
+//! The subscribing side: a cursor per publisher, samples borrowed in place.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::marker::PhantomData;
+use std::ops::Deref;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::layout::{entry_order, entry_slot, ACTIVE};
+use super::service::{Joined, Role, Service};
+use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
+use crate::error::{ErrorKind, Operation, Result};
+use crate::sys;
+
+/// A subscriber of `T` samples on a named service.
+///
+/// It receives every publisher's samples in the order each publisher sent
+/// them, reading them in place in shared memory that is mapped read-only.
+/// May be moved to another thread but not shared between threads.
+///
+/// ```
+/// use std::time::Duration;
+/// use memlink::pubsub::{Publisher, Subscriber};
+/// # let name = format!("memlink-doc-sub-{}", std::process::id());
+/// let subscriber = Subscriber::<u64>::connect(&name)?;
+/// let publisher = Publisher::<u64>::connect(&name)?;
+/// publisher.send_copy(&42)?;
+/// let sample = subscriber.recv_timeout(Duration::from_secs(1))?;
+/// assert_eq!(*sample, 42);
+/// assert_eq!(subscriber.missed(), 0);
+/// # Ok::<(), memlink::Error>(())
+/// ```
+pub struct Subscriber<T: Payload + ?Sized> {
+    index: u32,
+    data: sys::Mapping,
+    doorbell: sys::Doorbell,
+    publisher_bells: RefCell<Vec<Option<sys::Doorbell>>>,
+    cursors: RefCell<Vec<u64>>,
+    /// The publisher place to look at first, so that one busy publisher
+    /// does not starve the others.
+    next: Cell<u32>,
+    held: Cell<u32>,
+    missed: Cell<u64>,
+    _claim: sys::Claim,
+    service: Service,
+    _payload: PhantomData<fn() -> Box<T>>,
+}
+
+impl<T: Payload + ?Sized> Subscriber<T> {
+    /// Connects to the service `name` with the default settings (making it
+    /// if it does not exist; joining it, whatever its settings, if it
+    /// does). The payload type must be the service's.
+    pub fn connect(name: &str) -> Result<Subscriber<T>> {
+        Subscriber::connect_with(name, &ServiceOptions::new())
+    }
+
+    pub(super) fn connect_with(name: &str, options: &ServiceOptions) -> Result<Subscriber<T>> {
+        let Joined {
+            service,
+            index,
+            claim,
+            data,
+            doorbell,
+        } = Service::join(name, options, payload_type::<T>(), Role::Subscriber)?;
+        // The place may hold what a dead subscriber left; it is ours now.
+        service.clear_subscriber(index);
+        let layout = *service.layout();
+        let s = layout.settings;
+        let c = &service.control;
+        let capacity = layout.capacity();
+        let start = |p: u32| {
+            // Acquire: pairs with the publisher's Release store of its head.
+            let head = c.publisher(p).head.load(Ordering::Acquire);
+            head - head.min(u64::from(s.history)).min(capacity)
+        };
+        let mut cursors: Vec<u64> = (0..s.max_publishers).map(start).collect();
+        for (p, &cursor) in cursors.iter().enumerate() {
+            c.cursor(index, p as u32).store(cursor, Ordering::Relaxed);
+        }
+        let e = c.subscriber(index);
+        e.received.store(0, Ordering::Relaxed);
+        e.missed.store(0, Ordering::Relaxed);
+        e.pid.store(std::process::id(), Ordering::Relaxed);
+        // SeqCst: pairs with a blocking publisher's SeqCst loads (through its
+        // Acquire state load) when it recomputes the lowest cursor; the
+        // cursors above are released with it.
+        e.state.store(ACTIVE, Ordering::SeqCst);
+        // A publisher that computed its lowest cursor without us may have
+        // run up to a capacity past the head we read; start within reach.
+        for (p, cursor) in cursors.iter_mut().enumerate() {
+            let head = c.publisher(p as u32).head.load(Ordering::SeqCst);
+            if head > *cursor + capacity {
+                *cursor = head - capacity;
+                c.cursor(index, p as u32).store(*cursor, Ordering::SeqCst);
+            }
+        }
+        Ok(Subscriber {
+            index,
+            data,
+            doorbell,
+            publisher_bells: RefCell::new(Vec::new()),
+            cursors: RefCell::new(cursors),
+            next: Cell::new(0),
+            held: Cell::new(0),
+            missed: Cell::new(0),
+            _claim: claim,
+            service,
+            _payload: PhantomData,
+        })
+    }
+
+    /// The service's name.
+    pub fn name(&self) -> &str {
+        self.service.name.given()
+    }
+
+    /// Samples lost so far because a publisher overwrote them before this
+    /// subscriber took them ([`Overflow::Overwrite`](super::Overflow)).
+    pub fn missed(&self) -> u64 {
+        self.missed.get()
+    }
+
+    /// How many publishers are connected now. Zero means every publisher is
+    /// gone (closed or dead); samples they sent may still be waiting.
+    pub fn publisher_count(&self) -> Result<usize> {
+        Ok(self.service.participants(Role::Publisher)?.len())
+    }
+
+    /// The next sample, if one is waiting. Never blocks.
+    pub fn try_recv(&self) -> Result<Option<Sample<'_, T>>> {
+        let count = self.service.layout().settings.max_publishers;
+        let first = self.next.get();
+        for k in 0..count {
+            let p = (first + k) % count;
+            if let Some(sample) = self.take_from(p)? {
+                self.next.set((p + 1) % count);
+                return Ok(Some(sample));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The next sample, waiting as long as it takes.
+    pub fn recv(&self) -> Result<Sample<'_, T>> {
+        self.recv_until(None)
+    }
+
+    /// The next sample, waiting at most `timeout`: an
+    /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) error then.
+    pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_, T>> {
+        self.recv_until(super::deadline_after(timeout))
+    }
+
+    fn recv_until(&self, deadline: Option<Instant>) -> Result<Sample<'_, T>> {
+        let c = &self.service.control;
+        let (w, bit) = bit_of(self.index);
+        loop {
+            for poll in 0..SPINS + YIELDS {
+                if let Some(sample) = self.try_recv()? {
+                    return Ok(sample);
+                }
+                if poll < SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            let word = &c.subscriber(self.index).doorbell;
+            let seen = word.load(Ordering::SeqCst);
+            // SeqCst: pairs with the publisher's SeqCst ring store and load
+            // of these bits: either it sees the bit and rings, or the check
+            // below sees its sample.
+            c.sleepers(w).fetch_or(bit, Ordering::SeqCst);
+            let found = self.try_recv().transpose();
+            if let Some(found) = found {
+                c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
+                return found;
+            }
+            let in_time = self.doorbell.wait(word, seen, deadline);
+            c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
+            if !in_time {
+                return match self.try_recv()? {
+                    Some(sample) => Ok(sample),
+                    None => Err(self
+                        .service
+                        .error(Operation::Receive, ErrorKind::Timeout)
+                        .with_detail("no sample came in time")),
+                };
+            }
+        }
+    }
+
+    /// Takes publisher `p`'s next sample, if it has one.
+    fn take_from(&self, p: u32) -> Result<Option<Sample<'_, T>>> {
+        let c = &self.service.control;
+        let layout = self.service.layout();
+        let capacity = layout.capacity();
+        let mut cursors = self.cursors.borrow_mut();
+        let start = cursors[p as usize];
+        let mut seq = start;
+        let taken = loop {
+            // Acquire: pairs with the publisher's SeqCst (release) store of
+            // the entry; the payload and length are visible after it.
+            let e = c.ring(p, seq).load(Ordering::Acquire);
+            let order = entry_order(e, seq);
+            if order < 0 {
+                break None; // nothing new from p
+            }
+            if order > 0 {
+                // Overwritten: skip to the oldest sample still in the ring.
+                let head = c.publisher(p).head.load(Ordering::Acquire);
+                let oldest = head.saturating_sub(capacity).max(seq + 1);
+                self.missed.set(self.missed.get() + (oldest - seq));
+                seq = oldest;
+                continue;
+            }
+            let limit = layout.settings.max_borrowed;
+            if self.held.get() >= limit {
+                drop(cursors);
+                return Err(self
+                    .service
+                    .error(Operation::Receive, ErrorKind::LimitReached)
+                    .with_detail(format!(
+                        "this subscriber holds {limit} samples already (max_borrowed); drop one"
+                    )));
+            }
+            let slot = entry_slot(e);
+            if slot >= layout.slots {
+                // Not something a memlink publisher writes; skip it.
+                self.missed.set(self.missed.get() + 1);
+                seq += 1;
+                continue;
+            }
+            let (w, bit) = bit_of(self.index);
+            // SeqCst, both: pairs with the publisher's SeqCst entry store and
+            // holder load (see `Publisher::publish`): if the entry is still
+            // ours after the bit is set, the publisher will see the bit.
+            c.holders(p, slot, w).fetch_or(bit, Ordering::SeqCst);
+            if c.ring(p, seq).load(Ordering::SeqCst) != e {
+                // Overwritten meanwhile; Release pairs as in `Sample::drop`.
+                c.holders(p, slot, w).fetch_and(!bit, Ordering::Release);
+                continue;
+            }
+            break Some((slot, c.len(p, slot).load(Ordering::Relaxed)));
+        };
+        let Some((slot, bytes)) = taken else {
+            if seq != start {
+                cursors[p as usize] = seq;
+                self.store_cursor(p, seq);
+            }
+            return Ok(None);
+        };
+        cursors[p as usize] = seq + 1;
+        drop(cursors);
+        self.store_cursor(p, seq + 1);
+        self.held.set(self.held.get() + 1);
+        let e = c.subscriber(self.index);
+        e.received
+            .store(e.received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        e.missed.store(self.missed.get(), Ordering::Relaxed);
+        let stride = layout.stride;
+        let bytes = bytes.min(layout.settings.max_payload);
+        let offset = layout.partition(p) + slot * stride;
+        // SAFETY: `offset + bytes` lies inside publisher p's partition of
+        // the data mapping (slot < slots, bytes <= max payload <= stride).
+        let at = unsafe { self.data.as_ptr().add(offset as usize) };
+        Ok(Some(Sample {
+            subscriber: self,
+            publisher: p,
+            slot,
+            seq,
+            ptr: T::from_raw(at, bytes as usize),
+        }))
+    }
+
+    /// Publishes this subscriber's progress on `p`, and under the block
+    /// policy rings publishers that wait for room.
+    fn store_cursor(&self, p: u32, cursor: u64) {
+        let c = &self.service.control;
+        // SeqCst: pairs with a waiting publisher's SeqCst bit set and cursor
+        // load (see `Publisher::wait_for_space`).
+        c.cursor(self.index, p).store(cursor, Ordering::SeqCst);
+        if self.service.layout().settings.overflow != 1 {
+            return;
+        }
+        let waiting = c.space_sleepers().load(Ordering::SeqCst);
+        if waiting & (1 << p) == 0 {
+            return;
+        }
+        for_each_bit(0, waiting & (1 << p), |q| {
+            let word = &c.publisher(q).doorbell;
+            word.fetch_add(1, Ordering::SeqCst);
+            let mut bells = self.publisher_bells.borrow_mut();
+            if bells.len() <= q as usize {
+                bells.resize_with(q as usize + 1, || None);
+            }
+            if bells[q as usize].is_none() {
+                let place = self.service.place(Role::Publisher, q);
+                bells[q as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
+            }
+            if let Some(bell) = &bells[q as usize] {
+                bell.ring(word);
+            }
+        });
+    }
+}
+
+impl Subscriber<[u8]> {
+    /// Connects to the service `name` whatever its payload type, receiving
+    /// every sample as its bytes: for tools that show any service (such as
+    /// `memlink sub`). A service that does not exist yet is made for byte
+    /// payloads with `options`' settings.
+    ///
+    /// ```
+    /// use memlink::pubsub::{Publisher, ServiceOptions, Subscriber};
+    /// # let name = format!("memlink-doc-any-{}", std::process::id());
+    /// let publisher = Publisher::<u32>::connect(&name)?;
+    /// let bytes = Subscriber::connect_any(&name, &ServiceOptions::new())?;
+    /// publisher.send_copy(&0x0403_0201)?;
+    /// assert_eq!(&*bytes.try_recv()?.unwrap(), &[1, 2, 3, 4]);
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn connect_any(name: &str, options: &ServiceOptions) -> Result<Subscriber<[u8]>> {
+        let options = ServiceOptions {
+            any_payload: true,
+            ..options.clone()
+        };
+        Subscriber::connect_with(name, &options)
+    }
+}
+
+impl<T: Payload + ?Sized> Drop for Subscriber<T> {
+    fn drop(&mut self) {
+        // Samples borrow the subscriber, so none is held now. Leaving
+        // frees this place for the flow control of blocking publishers.
+        let c = &self.service.control;
+        c.subscriber(self.index)
+            .state
+            .store(super::layout::FREE, Ordering::SeqCst);
+        let waiting = c.space_sleepers().load(Ordering::SeqCst);
+        if waiting != 0 {
+            for p in 0..self.service.layout().settings.max_publishers {
+                if waiting & (1 << p) != 0 {
+                    self.store_cursor(p, self.cursors.borrow()[p as usize]);
+                }
+            }
+        }
+    }
+}
+
+impl<T: Payload + ?Sized> fmt::Debug for Subscriber<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("service", &self.service.name.given())
+            .field("index", &self.index)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A received sample, read in place (read-only) until it is dropped, which
+/// gives its slot back.
+pub struct Sample<'a, T: Payload + ?Sized> {
+    subscriber: &'a Subscriber<T>,
+    publisher: u32,
+    slot: u64,
+    seq: u64,
+    ptr: *const T,
+}
+
+impl<T: Payload + ?Sized> Sample<'_, T> {
+    /// The place of the publisher that sent it.
+    pub fn publisher_index(&self) -> u32 {
+        self.publisher
+    }
+
+    /// Its number in its publisher's sequence (0 for the first sample that
+    /// publisher place ever sent).
+    pub fn sequence(&self) -> u64 {
+        self.seq
+    }
+
+    /// Where it lies in this process's memory (in the service's mapping).
+    pub fn as_ptr(&self) -> *const u8 {
+        self.ptr.cast()
+    }
+}
+
+impl<T: Payload + ?Sized> Deref for Sample<'_, T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        // SAFETY: this subscriber's holder bit on the slot keeps the
+        // publisher from reusing it until the sample is dropped, so nobody
+        // writes it meanwhile; the read-only mapping lives as long as the
+        // subscriber this borrows; any bit pattern is a valid `T`.
+        unsafe { &*self.ptr }
+    }
+}
+
+impl<T: Payload + ?Sized> Drop for Sample<'_, T> {
+    fn drop(&mut self) {
+        let s = self.subscriber;
+        let (w, bit) = bit_of(s.index);
+        // Release: our reads of the payload happen before the publisher's
+        // reuse of the slot (its SeqCst load of the holders sees this).
+        s.service
+            .control
+            .holders(self.publisher, self.slot, w)
+            .fetch_and(!bit, Ordering::Release);
+        s.held.set(s.held.get() - 1);
+    }
+}
+
+impl<T: Payload + ?Sized + fmt::Debug> fmt::Debug for Sample<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&**self, f)
+    }
+}

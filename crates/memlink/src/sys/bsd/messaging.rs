@@ -1,0 +1,93 @@
+//! macOS and FreeBSD: no messaging yet. Participant places need a lock
+//! per byte that belongs to an open file description (Linux's `F_OFD_*`),
+//! and doorbells a futex; neither exists in the same form there. Every
+//! entry point answers with an `Unsupported` error naming the service.
+
+use std::sync::atomic::AtomicU32;
+use std::time::Instant;
+
+use super::Handle;
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::name::Name;
+use crate::sys::CreateSpec;
+use crate::sys::Mapping;
+
+fn unsupported<T>(kind: ObjectKind, name: &Name) -> Result<T> {
+    Err(Error::new(
+        Operation::Connect,
+        kind,
+        name.given(),
+        ErrorKind::Unsupported,
+    )
+    .with_detail("messaging exists on Linux and Windows only"))
+}
+
+/// Never constructed: every constructor fails.
+#[derive(Debug)]
+pub(crate) enum Never {}
+
+/// A claimed participant place (never made here).
+#[derive(Debug)]
+pub(crate) struct Claim(Never);
+
+/// A participant's doorbell (never made here).
+#[derive(Debug)]
+pub(crate) struct Doorbell(Never);
+
+/// Whether messaging works on this platform: it does not, here.
+pub(crate) fn messaging_supported(name: &Name) -> Result<()> {
+    unsupported(ObjectKind::Service, name)
+}
+
+impl Handle {
+    /// Unsupported here: see the module docs.
+    pub(crate) fn create_with(
+        name: &Name,
+        kind: ObjectKind,
+        _spec: &CreateSpec,
+        _init: &mut dyn FnMut(&Mapping) -> Result<()>,
+    ) -> Result<Handle> {
+        unsupported(kind, name)
+    }
+
+    /// Unsupported here: never reached, [`messaging_supported`] says no
+    /// before any handle is asked.
+    pub(crate) fn claim(&self, _index: u32) -> Result<Option<Claim>> {
+        Err(Error::new(
+            Operation::Connect,
+            ObjectKind::Service,
+            "",
+            ErrorKind::Unsupported,
+        ))
+    }
+
+    /// Unsupported here, as [`Handle::claim`].
+    pub(crate) fn is_claimed(&self, _index: u32) -> Result<bool> {
+        Err(Error::new(
+            Operation::Connect,
+            ObjectKind::Service,
+            "",
+            ErrorKind::Unsupported,
+        ))
+    }
+}
+
+impl Doorbell {
+    /// Unsupported here, as [`Handle::claim`].
+    pub(crate) fn new(_handle: &Handle, _index: u32) -> Result<Doorbell> {
+        Err(Error::new(
+            Operation::Connect,
+            ObjectKind::Service,
+            "",
+            ErrorKind::Unsupported,
+        ))
+    }
+
+    pub(crate) fn wait(&self, _word: &AtomicU32, _seen: u32, _deadline: Option<Instant>) -> bool {
+        match self.0 {}
+    }
+
+    pub(crate) fn ring(&self, _word: &AtomicU32) {
+        match self.0 {}
+    }
+}

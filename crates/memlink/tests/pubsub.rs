@@ -1,0 +1,559 @@
+//! Publish/subscribe across real processes: delivery and order, both
+//! overflow policies, history, zero-copy, mismatches, and peers killed at
+//! awkward moments.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use memlink::pubsub::{inspect_service, Overflow, Publisher, ServiceOptions, Subscriber};
+use memlink::ErrorKind;
+use support::{go_together, hear, role, say, unique_name, Child, DEADLINE};
+
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, bytemuck::Pod, bytemuck::Zeroable)]
+struct Reading {
+    publisher: u32,
+    check: u32,
+    seq: u64,
+    value: f64,
+}
+
+impl Reading {
+    fn new(publisher: u32, seq: u64) -> Reading {
+        Reading {
+            publisher,
+            check: (seq as u32).wrapping_mul(2_654_435_761) ^ publisher,
+            seq,
+            value: seq as f64 * 0.5,
+        }
+    }
+}
+
+/// A large payload whose words all carry the same number: a torn sample
+/// (half of one, half of another) shows as words that differ.
+type Block = [u64; 512];
+
+fn options(policy: &str) -> ServiceOptions {
+    let overflow = match policy {
+        "block" => Overflow::Block,
+        _ => Overflow::Overwrite,
+    };
+    ServiceOptions::new().overflow(overflow).capacity(16)
+}
+
+/// Not a test: the entry point of the child processes the tests start.
+#[test]
+#[ignore = "entry point for child processes, run by the other tests"]
+fn child_entry() {
+    let Some(args) = role() else { return };
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    match args[..] {
+        ["subscribe", name, policy, total] => {
+            let total: u64 = total.parse().unwrap();
+            let sub = options(policy).subscriber::<Reading>(name).unwrap();
+            say("ready");
+            let (mut received, mut last) = (0u64, None::<u64>);
+            let mut gaps = 0;
+            loop {
+                let sample = sub.recv_timeout(DEADLINE).unwrap();
+                assert_eq!(*sample, Reading::new(0, sample.seq), "intact");
+                if let Some(last) = last {
+                    assert!(sample.seq > last, "in order: {} after {last}", sample.seq);
+                    gaps += sample.seq - last - 1;
+                } else {
+                    gaps += sample.seq;
+                }
+                last = Some(sample.seq);
+                received += 1;
+                if sample.seq == total - 1 {
+                    break;
+                }
+            }
+            assert_eq!(gaps, sub.missed(), "every gap is counted as missed");
+            say(format!("received {received} missed {}", sub.missed()));
+        }
+        ["publish", name, policy, id, total] => {
+            let id: u32 = id.parse().unwrap();
+            let publisher = options(policy).publisher::<Reading>(name).unwrap();
+            say("ready");
+            assert_eq!(hear().as_deref(), Some("go"));
+            for seq in 0..total.parse().unwrap() {
+                let mut sample = publisher.loan().unwrap();
+                *sample = Reading::new(id, seq);
+                sample.send_timeout(DEADLINE).unwrap();
+            }
+            say("sent");
+            hear();
+        }
+        ["hold", name, count] => {
+            let sub = Subscriber::<u64>::connect(name).unwrap();
+            say("ready");
+            assert_eq!(hear().as_deref(), Some("take"));
+            let held: Vec<_> = (0..count.parse().unwrap())
+                .map(|_| sub.recv_timeout(DEADLINE).unwrap())
+                .collect();
+            let values: Vec<u64> = held.iter().map(|s| **s).collect();
+            say(format!("holding {}", held.len()));
+            // Killed here, or asked to check that nothing wrote the slots.
+            if hear().as_deref() == Some("check") {
+                let now: Vec<u64> = held.iter().map(|s| **s).collect();
+                say(if now == values {
+                    "intact"
+                } else {
+                    "overwritten"
+                });
+            }
+        }
+        ["idle_subscriber", name] => {
+            let _sub = options("block").subscriber::<u64>(name).unwrap();
+            say("ready");
+            hear(); // never reads; killed here
+        }
+        ["flood", name] => {
+            let publisher = ServiceOptions::new()
+                .capacity(8)
+                .publisher::<Block>(name)
+                .unwrap();
+            say("ready");
+            for n in 1.. {
+                let mut sample = publisher.loan_uninit().unwrap();
+                // Word by word, so a kill can land in the middle.
+                for word in sample.iter_mut() {
+                    *word = n;
+                }
+                sample.send().unwrap();
+            }
+        }
+        ["bytes", name] => {
+            let publisher = ServiceOptions::new()
+                .max_slice_len(10_000)
+                .overflow(Overflow::Block)
+                .publisher::<[u8]>(name)
+                .unwrap();
+            say("ready");
+            assert_eq!(hear().as_deref(), Some("go"));
+            for len in 0..200usize {
+                let mut sample = publisher.loan_slice(len * 50).unwrap();
+                for (i, byte) in sample.iter_mut().enumerate() {
+                    *byte = (i + len) as u8;
+                }
+                sample.send().unwrap();
+            }
+            say("sent");
+            hear();
+        }
+        _ => panic!("unknown role {args:?}"),
+    }
+}
+
+fn parse_counts(line: &str) -> (u64, u64) {
+    let words: Vec<&str> = line.split(' ').collect();
+    assert_eq!(words[0], "received", "{line}");
+    (words[1].parse().unwrap(), words[3].parse().unwrap())
+}
+
+#[test]
+fn typed_samples_reach_eight_subscriber_processes_whole_and_in_order_under_backpressure() {
+    let name = unique_name("fanout-block");
+    let total = 20_000u64;
+    let publisher = options("block").publisher::<Reading>(&name).unwrap();
+    let children: Vec<Child> = (0..8)
+        .map(|_| Child::spawn("subscribe", &[&name, "block", &total.to_string()]))
+        .collect();
+    for child in &children {
+        child.expect("ready");
+    }
+    for seq in 0..total {
+        let mut sample = publisher.loan().unwrap();
+        *sample = Reading::new(0, seq);
+        sample.send_timeout(DEADLINE).unwrap();
+    }
+    for child in children {
+        let (received, missed) = parse_counts(&child.next_line());
+        assert_eq!(
+            (received, missed),
+            (total, 0),
+            "block: every sample, none missed"
+        );
+        child.finish();
+    }
+}
+
+#[test]
+fn overwrite_lets_slow_subscribers_count_exactly_what_they_missed() {
+    let name = unique_name("fanout-overwrite");
+    let total = 50_000u64;
+    let publisher = options("overwrite").publisher::<Reading>(&name).unwrap();
+    let children: Vec<Child> = (0..8)
+        .map(|_| Child::spawn("subscribe", &[&name, "overwrite", &total.to_string()]))
+        .collect();
+    for child in &children {
+        child.expect("ready");
+    }
+    for seq in 0..total {
+        publisher.send_copy(&Reading::new(0, seq)).unwrap();
+    }
+    let mut any_missed = false;
+    for child in children {
+        let (received, missed) = parse_counts(&child.next_line());
+        // The child checked that its gaps add up to `missed`.
+        assert_eq!(received + missed, total);
+        any_missed |= missed > 0;
+        child.finish();
+    }
+    // Not asserted: whether anyone fell behind depends on the scheduler.
+    eprintln!("some subscriber missed samples: {any_missed}");
+}
+
+#[test]
+fn four_publisher_processes_keep_their_own_order_at_one_subscriber() {
+    let name = unique_name("fanin");
+    let per = 5_000u64;
+    let sub = options("block").subscriber::<Reading>(&name).unwrap();
+    let mut children: Vec<Child> = (0..4)
+        .map(|id| {
+            Child::spawn(
+                "publish",
+                &[&name, "block", &id.to_string(), &per.to_string()],
+            )
+        })
+        .collect();
+    go_together(&mut children);
+    let mut next = [0u64; 4];
+    for _ in 0..4 * per {
+        let sample = sub.recv_timeout(DEADLINE).unwrap();
+        let id = sample.publisher as usize;
+        assert_eq!(
+            *sample,
+            Reading::new(sample.publisher, next[id]),
+            "intact, in order"
+        );
+        next[id] += 1;
+    }
+    assert_eq!(next, [per; 4]);
+    assert!(sub.try_recv().unwrap().is_none());
+    for child in children {
+        child.expect("sent");
+        child.finish();
+    }
+}
+
+#[test]
+fn byte_slices_of_every_length_cross_intact() {
+    let name = unique_name("bytes");
+    let sub = ServiceOptions::new()
+        .max_slice_len(10_000)
+        .overflow(Overflow::Block)
+        .subscriber::<[u8]>(&name)
+        .unwrap();
+    let mut child = Child::spawn("bytes", &[&name]);
+    child.expect("ready");
+    child.tell("go");
+    for len in 0..200usize {
+        let sample = sub.recv_timeout(DEADLINE).unwrap();
+        assert_eq!(sample.len(), len * 50);
+        assert!(sample
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i + len) as u8));
+    }
+    child.expect("sent");
+    child.finish();
+}
+
+#[test]
+fn a_late_subscriber_receives_the_history() {
+    let name = unique_name("history");
+    let options = ServiceOptions::new().capacity(8).history(3);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    for n in 0..10u64 {
+        publisher.send_copy(&n).unwrap();
+    }
+    let late = options.subscriber::<u64>(&name).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| late.try_recv().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [7, 8, 9]);
+    // History is a setting of the service: a subscriber that leaves the
+    // settings alone gets it too.
+    let plain = Subscriber::<u64>::connect(&name).unwrap();
+    let got: Vec<u64> = std::iter::from_fn(|| plain.try_recv().unwrap().map(|s| *s)).collect();
+    assert_eq!(got, [7, 8, 9]);
+}
+
+#[test]
+fn a_one_mib_sample_is_read_in_place_from_a_read_only_mapping() {
+    let name = unique_name("zero-copy");
+    let options = ServiceOptions::new()
+        .max_slice_len(1 << 20)
+        .capacity(2)
+        .max_subscribers(2);
+    let publisher = options.publisher::<[u8]>(&name).unwrap();
+    let sub = options.subscriber::<[u8]>(&name).unwrap();
+    let mut sample = publisher.loan_slice(1 << 20).unwrap();
+    let written_at = sample.as_ptr() as usize;
+    sample[12345] = 0xA5;
+    sample.send().unwrap();
+    let got = sub.try_recv().unwrap().unwrap();
+    assert_eq!(got.len(), 1 << 20);
+    assert_eq!(got[12345], 0xA5);
+    assert_eq!(got.as_ptr(), got.as_ptr(), "deref gives the slot itself");
+    assert_ne!(
+        got.as_ptr() as usize,
+        written_at,
+        "two mappings of one slot"
+    );
+    #[cfg(target_os = "linux")]
+    {
+        // The subscriber's address lies in a read-only shared mapping of
+        // the service's object.
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let at = got.as_ptr() as usize;
+        let line = maps
+            .lines()
+            .find(|line| {
+                let range = line.split(' ').next().unwrap();
+                let (lo, hi) = range.split_once('-').unwrap();
+                let (lo, hi) = (
+                    usize::from_str_radix(lo, 16).unwrap(),
+                    usize::from_str_radix(hi, 16).unwrap(),
+                );
+                (lo..hi).contains(&at) && at + (1 << 20) <= hi
+            })
+            .expect("the sample lies in one mapping");
+        assert!(line.contains(&format!("/dev/shm/{name}")), "{line}");
+        assert!(
+            line.split(' ').nth(1).unwrap().starts_with("r--s"),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn mismatched_types_and_settings_are_refused_with_both_sides_named() {
+    let name = unique_name("mismatch");
+    let _publisher = ServiceOptions::new()
+        .capacity(8)
+        .publisher::<Reading>(&name)
+        .unwrap();
+    let err = Subscriber::<u32>::connect(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+    let text = err.to_string();
+    assert!(text.contains("u32 (4 bytes, align 4)"), "{text}");
+    assert!(text.contains("Reading (24 bytes, align 8)"), "{text}");
+    assert!(
+        text.starts_with(&format!("cannot connect to service \"{name}\"")),
+        "{text}"
+    );
+
+    let err = ServiceOptions::new()
+        .capacity(32)
+        .subscriber::<Reading>(&name)
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+    assert!(
+        err.to_string()
+            .contains("capacity 32 here, 8 in the service"),
+        "{err}"
+    );
+
+    let err = Subscriber::<[Reading]>::connect(&name).unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::Incompatible,
+        "a slice is not one value"
+    );
+    // Settings left alone take the service's.
+    let sub = Subscriber::<Reading>::connect(&name).unwrap();
+    assert_eq!(sub.publisher_count().unwrap(), 1);
+}
+
+#[test]
+fn bad_settings_and_names_are_clear_errors() {
+    let err = ServiceOptions::new()
+        .max_publishers(0)
+        .publisher::<u8>(&unique_name("bad"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("max_publishers is 0"), "{err}");
+    let err = ServiceOptions::new()
+        .capacity(4)
+        .history(5)
+        .subscriber::<u8>(&unique_name("bad"))
+        .unwrap_err();
+    assert!(err.to_string().contains("history of 5"), "{err}");
+    let err = Publisher::<u8>::connect("bad/name").unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidName);
+    let name = unique_name("too-big");
+    let publisher = ServiceOptions::new()
+        .max_slice_len(16)
+        .publisher::<[u8]>(&name)
+        .unwrap();
+    let err = publisher.loan_slice(17).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("17 bytes is larger"), "{err}");
+}
+
+#[test]
+fn places_loans_and_holds_have_limits_that_say_so() {
+    let name = unique_name("limits");
+    let options = ServiceOptions::new()
+        .max_publishers(1)
+        .max_subscribers(1)
+        .max_loans(2)
+        .max_borrowed(1);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    let err = options.publisher::<u64>(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::LimitReached);
+    assert!(
+        err.to_string().contains("all 1 publisher places are taken"),
+        "{err}"
+    );
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    let a = publisher.loan().unwrap();
+    let b = publisher.loan().unwrap();
+    assert_eq!(
+        publisher.loan().unwrap_err().kind(),
+        ErrorKind::LimitReached
+    );
+    drop(b);
+    a.send().unwrap();
+    publisher.send_copy(&2).unwrap();
+    let first = sub.try_recv().unwrap().unwrap();
+    assert_eq!(sub.try_recv().unwrap_err().kind(), ErrorKind::LimitReached);
+    drop(first);
+    assert_eq!(*sub.try_recv().unwrap().unwrap(), 2);
+}
+
+#[test]
+fn blocking_receive_wakes_on_send_and_times_out_when_nothing_comes() {
+    let name = unique_name("wake");
+    let sub = options("overwrite").subscriber::<Reading>(&name).unwrap();
+    let started = Instant::now();
+    let err = sub.recv_timeout(Duration::from_millis(50)).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Timeout);
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    let mut child = Child::spawn("publish", &[&name, "overwrite", "0", "1"]);
+    child.expect("ready");
+    child.tell("go");
+    // The child sends once; this receive is asleep in the kernel by then
+    // or sees it at once.
+    let sample = sub.recv_timeout(DEADLINE).unwrap();
+    assert_eq!(*sample, Reading::new(0, 0));
+    drop(sample);
+    child.expect("sent");
+    child.finish();
+}
+
+#[test]
+fn a_subscriber_killed_holding_samples_gives_its_slots_back_every_time() {
+    let name = unique_name("kill-sub");
+    let publisher = Publisher::<u64>::connect(&name).unwrap();
+    for cycle in 0..200 {
+        let mut child = Child::spawn("hold", &[&name, "2"]);
+        child.expect("ready");
+        for n in 0..2u64 {
+            publisher.send_copy(&(cycle * 10 + n)).unwrap();
+        }
+        child.tell("take");
+        child.expect("holding 2");
+        let info = inspect_service(&name).unwrap();
+        assert_eq!(info.slots_held, 2, "cycle {cycle}");
+        assert_eq!(info.subscribers.len(), 1, "cycle {cycle}");
+        child.kill();
+    }
+    // Whoever connects next (or a publisher short of slots) reaps the dead.
+    let _sub = Subscriber::<u64>::connect(&name).unwrap();
+    let info = inspect_service(&name).unwrap();
+    assert_eq!(info.slots_held, 0, "every slot came back");
+    assert_eq!(info.subscribers.len(), 1);
+    // And the whole pool is usable: loan as many as allowed, twice over.
+    for _ in 0..2 * info.slots {
+        publisher.send_copy(&1).unwrap();
+    }
+}
+
+#[test]
+fn a_held_sample_is_never_overwritten_however_far_the_publisher_runs() {
+    let name = unique_name("held");
+    let publisher = Publisher::<u64>::connect(&name).unwrap();
+    let mut child = Child::spawn("hold", &[&name, "2"]);
+    child.expect("ready");
+    for n in 0..2u64 {
+        publisher.send_copy(&(1000 + n)).unwrap();
+    }
+    child.tell("take");
+    child.expect("holding 2");
+    let slots = inspect_service(&name).unwrap().slots;
+    for n in 0..10 * slots {
+        publisher.send_copy(&n).unwrap();
+    }
+    child.tell("check");
+    child.expect("intact");
+    child.finish();
+}
+
+#[test]
+fn a_blocking_publisher_is_not_held_up_by_a_dead_subscriber() {
+    let name = unique_name("dead-block");
+    let publisher = options("block").publisher::<u64>(&name).unwrap();
+    let child = Child::spawn("idle_subscriber", &[&name]);
+    child.expect("ready");
+    for n in 0..16 {
+        publisher.send_copy(&n).unwrap(); // fills the ring
+    }
+    let stuck = publisher
+        .loan()
+        .unwrap()
+        .send_timeout(Duration::from_millis(30));
+    assert_eq!(
+        stuck.unwrap_err().kind(),
+        ErrorKind::Timeout,
+        "a live idle subscriber blocks"
+    );
+    child.kill();
+    for n in 0..100 {
+        publisher
+            .loan()
+            .unwrap()
+            .send_timeout(DEADLINE)
+            .unwrap_or_else(|e| panic!("send {n} after the kill: {e}"));
+    }
+    assert_eq!(publisher.subscriber_count().unwrap(), 0);
+}
+
+#[test]
+fn a_publisher_killed_mid_send_leaves_no_torn_sample_and_no_stuck_subscriber() {
+    let name = unique_name("kill-pub");
+    let sub = ServiceOptions::new()
+        .capacity(8)
+        .subscriber::<Block>(&name)
+        .unwrap();
+    for cycle in 0..20 {
+        let child = Child::spawn("flood", &[&name]);
+        child.expect("ready");
+        // Let it run a varying while, receiving as it goes, then kill it.
+        let mut seen = 0;
+        while seen < 50 + cycle * 37 {
+            let sample = sub.recv_timeout(DEADLINE).unwrap();
+            assert!(
+                sample.iter().all(|&w| w == sample[0]),
+                "torn sample in cycle {cycle}"
+            );
+            seen += 1;
+        }
+        child.kill();
+        // Drain what it published; nothing half-made comes out, and the
+        // wait ends.
+        while let Ok(sample) = sub.recv_timeout(Duration::from_millis(20)) {
+            assert!(
+                sample.iter().all(|&w| w == sample[0]),
+                "torn sample after kill {cycle}"
+            );
+        }
+        assert_eq!(
+            sub.publisher_count().unwrap(),
+            0,
+            "the subscriber sees it gone"
+        );
+    }
+}
