@@ -368,3 +368,134 @@ fn new_text_is_wide_on_windows_and_utf8_elsewhere() {
     );
     assert_eq!(run(&["read", &name, "--encoding", "latin-1"]).code, Some(2));
 }
+
+#[test]
+fn wait_returns_once_the_name_exists_and_times_out_with_124() {
+    let name = unique("waitfor");
+    assert_eq!(
+        run(&["wait", &name, "--timeout", "100ms"]).fails(124),
+        format!("memlink: cannot wait for \"{name}\": it did not appear within 100ms")
+    );
+    let mut waiter = support::memlink(&["wait", &name, "--timeout", "60s"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let status = support::wait_with_deadline(&mut waiter);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn lock_runs_a_command_holding_the_mutex_and_exits_as_it_does() {
+    let name = unique("lock");
+    // The command's exit status is lock's.
+    run(&["lock", &name, "--", support::BIN, "--version"]).ok();
+    assert_eq!(
+        run(&["lock", &name, "--", support::BIN, "frobnicate"]).code,
+        Some(2)
+    );
+    // Held by another process: a timed lock gives up with 124.
+    let _holder = Held::start(&["lock", &name], "locked mutex");
+    let busy = run(&[
+        "lock",
+        &name,
+        "--timeout",
+        "100ms",
+        "--",
+        support::BIN,
+        "--version",
+    ]);
+    assert_eq!(busy.code, Some(124), "{}", busy.stderr);
+    assert!(
+        busy.stdout.is_empty(),
+        "the command must not run: {}",
+        busy.stdout
+    );
+}
+
+#[test]
+fn events_are_set_reset_and_waited_on_from_the_command_line() {
+    let name = unique("event");
+    let event = memlink::Event::create(&name, memlink::EventReset::Manual, false).unwrap();
+    assert_eq!(
+        run(&["event", "wait", &name, "--timeout", "50ms"]).code,
+        Some(124)
+    );
+    run(&["event", "set", &name]).ok();
+    assert!(event.try_wait().unwrap(), "set by the command");
+    run(&["event", "wait", &name, "--timeout", "5s"]).ok();
+    run(&["event", "reset", &name]).ok();
+    assert!(!event.try_wait().unwrap(), "reset by the command");
+    assert_eq!(
+        run(&["event", "set", &unique("noevent")]).fails(1),
+        format!(
+            "memlink: cannot open event \"{}\": not found",
+            unique("noevent")
+        )
+    );
+}
+
+#[test]
+fn semaphores_are_released_and_waited_on_from_the_command_line() {
+    let name = unique("sem");
+    let semaphore = memlink::Semaphore::create(&name, 0, 4).unwrap();
+    assert_eq!(run(&["semaphore", "release", &name, "-n", "2"]).ok(), "0\n");
+    run(&["semaphore", "wait", &name, "--timeout", "5s"]).ok();
+    run(&["semaphore", "wait", &name]).ok();
+    assert_eq!(
+        run(&["semaphore", "wait", &name, "--timeout", "50ms"]).code,
+        Some(124)
+    );
+    assert_eq!(
+        semaphore.release(1).unwrap(),
+        0,
+        "both taken by the commands"
+    );
+    assert!(run(&["semaphore", "release", &name, "-n", "9"])
+        .fails(1)
+        .starts_with(&format!("memlink: cannot release semaphore \"{name}\"")));
+}
+
+#[test]
+fn a_background_create_that_fails_says_why_and_exits_as_create_would() {
+    let name = unique("bgtaken");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    assert_eq!(
+        run(&["create", &name, "--size", "4K", "--background"]).fails(1),
+        format!("memlink: cannot create region \"{name}\": already exists")
+    );
+}
+
+#[test]
+fn small_things_read_right() {
+    let name = unique("small");
+    let held = Held::start(
+        &[
+            "create", &name, "--size", "0x1", "--text", "", "-e", "utf-8",
+        ],
+        "holding it",
+    );
+    assert!(
+        held.seen[0].contains(": 1 byte, lifetime"),
+        "{:?}",
+        held.seen
+    );
+    assert_eq!(
+        held.seen[1],
+        "wrote 1 byte (the text and its NUL) at offset 0"
+    );
+    let huge = run(&["create", &unique("huge"), "--size", "18446744073709551615"]);
+    assert!(
+        huge.fails(2).contains("a region can have at most"),
+        "{}",
+        huge.stderr
+    );
+    let long = "a".repeat(5000);
+    assert_eq!(
+        run(&["demo", "--name", &name, "--text", &long, "-e", "utf-8"]).fails(1),
+        format!(
+            "memlink: cannot create region \"{name}\": 5001 bytes (the text in UTF-8 and its \
+             NUL) do not fit in 4096 bytes"
+        )
+    );
+}

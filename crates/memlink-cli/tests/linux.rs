@@ -619,3 +619,127 @@ fn other_memlink_objects_are_listed_with_their_kind_and_state() {
     drop(mutex);
     assert!(listed(&name).is_none());
 }
+
+#[test]
+fn create_in_the_background_returns_once_the_region_exists() {
+    for round in 0..5 {
+        let name = unique(&format!("bg{round}"));
+        let started = run(&["create", &name, "--size", "4K", "--background"]);
+        let pid: i32 = started
+            .ok()
+            .trim()
+            .parse()
+            .expect("only the pid is printed");
+        // At once, with no wait of its own: the region exists.
+        run(&["write", &name, "--text", "hi"]).ok();
+        assert_eq!(run(&["read", &name]).ok(), "hi\n");
+        // SAFETY: kill(2) on the holder whose pid memlink printed.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        // The holder closes it; the name goes with it.
+        let deadline = Instant::now() + DEADLINE;
+        while run(&["read", &name]).code == Some(0) {
+            assert!(
+                Instant::now() < deadline,
+                "the background holder kept {name}"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(
+            run(&["read", &name]).fails(1),
+            format!("memlink: cannot open region \"{name}\": not found")
+        );
+    }
+}
+
+/// Runs a bash `script` in a private mount namespace with a tmpfs of
+/// `size` on /dev/shm (never the real one), `$M` being memlink; returns
+/// its stdout and stderr. `None` where namespaces are not available.
+fn in_small_shm(size: &str, script: &str) -> Option<(String, String)> {
+    let out = Command::new("unshare")
+        .args(["-m", "bash", "-c"])
+        .arg(format!(
+            "set -o pipefail; mount -t tmpfs -o size={size} tmpfs /dev/shm || exit 99; {script}"
+        ))
+        .env("M", BIN)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if out.status.code() == Some(99)
+        || String::from_utf8_lossy(&out.stderr).contains("unshare failed")
+    {
+        eprintln!("no private mount namespace here; skipped");
+        return None;
+    }
+    Some((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_3_tib_region_is_dumped_in_chunks_and_head_ends_it() {
+    let Some((stdout, stderr)) = in_small_shm(
+        "64M",
+        "$M create big --size 3T --no-reserve --persistent >/dev/null &&
+         $M read big --hex -v | head -2; echo \"status ${PIPESTATUS[0]}\"
+         $M read big --hex --offset 0x2ffffffffe0 | tail -1
+         df --output=used -B1 /dev/shm | tail -1",
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}\n{stderr}");
+    assert!(lines[0].starts_with("00000000000: 0000"), "{stdout}");
+    assert!(lines[1].starts_with("00000000010: 0000"), "{stdout}");
+    assert_eq!(lines[2], "status 0", "{stderr}");
+    assert!(lines[3].starts_with("2fffffffff0: 0000"), "{stdout}");
+    let used: u64 = lines[4].trim().parse().unwrap();
+    assert!(used <= 1 << 20, "reading took {used} bytes of /dev/shm");
+}
+
+#[test]
+fn reading_a_sparse_region_takes_no_space_and_a_write_that_does_not_fit_is_an_error() {
+    let Some((stdout, stderr)) = in_small_shm(
+        "64M",
+        "$M create big --size 1G --no-reserve --persistent >/dev/null &&
+         $M read big --raw | wc -c; echo \"raw ${PIPESTATUS[0]}\"
+         $M read big --hex | head -2 >/dev/null; echo \"hex ${PIPESTATUS[0]}\"
+         $M read big; echo \"text $?\"
+         df --output=used -B1 /dev/shm | tail -1
+         head -c 100M /dev/zero | $M write big -; echo \"write $?\"",
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}\n{stderr}");
+    assert_eq!(lines[0], "1073741824", "{stderr}");
+    assert_eq!(lines[1], "raw 0", "{stderr}");
+    assert_eq!(lines[2], "hex 0", "{stderr}");
+    assert_eq!(lines[4], "text 0", "{stderr}");
+    let used: u64 = lines[5].trim().parse().unwrap();
+    assert!(used <= 1 << 20, "reading took {used} bytes of /dev/shm");
+    assert_eq!(lines[6], "write 1", "{stderr}");
+    assert!(
+        stderr.contains("memlink: cannot write region \"big\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn color_always_keeps_the_state_colour_under_no_color() {
+    let name = unique("colour");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let _turn = scanning();
+    let out = support::memlink(&["--color", "always", "ls"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // Green: crossterm's Color::Green.
+    assert!(line.contains("\x1b[38;5;10m"), "{line:?}");
+}
