@@ -499,3 +499,27 @@ fn small_things_read_right() {
         )
     );
 }
+
+/// The README's command table names every long option of these commands.
+#[test]
+fn the_readme_command_table_names_every_option() {
+    let readme = include_str!("../../../README.md");
+    let table = &readme[readme
+        .find("| command | what it does |")
+        .expect("the table")..];
+    let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+    for command in ["create", "read", "write", "watch", "wait", "lock"] {
+        let help = run(&[command, "--help"]);
+        for word in help
+            .ok()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        {
+            if word.starts_with("--") && word.len() > 2 && !matches!(word, "--help" | "--version" | "--color") {
+                assert!(
+                    table.contains(word),
+                    "the README's table lacks `{command} {word}`"
+                );
+            }
+        }
+    }
+}

@@ -743,3 +743,50 @@ fn color_always_keeps_the_state_colour_under_no_color() {
     // Green: crossterm's Color::Green.
     assert!(line.contains("\x1b[38;5;10m"), "{line:?}");
 }
+
+/// The README's Python warning, both halves: an attaching CPython (before
+/// 3.13) unlinks a live region's name when it exits; unregistering it from
+/// the resource tracker, the workaround the README gives, keeps the name.
+#[test]
+fn the_readme_python_workaround_keeps_a_live_regions_name() {
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg("import sys; print(sys.version_info >= (3, 13))")
+        .output();
+    let Ok(python) = python else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let name = unique("pytracker");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let attach = |unregister: bool| {
+        let script = format!(
+            "from multiprocessing import shared_memory, resource_tracker\n\
+             shm = shared_memory.SharedMemory({name:?})\n\
+             if {unregister}: resource_tracker.unregister(shm._name, 'shared_memory')\n\
+             shm.close()\n",
+            unregister = if unregister { "True" } else { "False" }
+        );
+        // The tracker unlinks when the Python process ends, before this
+        // returns: it runs in a process Python waits for at exit.
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    attach(true);
+    run(&["read", &name]).ok();
+    if String::from_utf8_lossy(&python.stdout).trim() == "False" {
+        attach(false);
+        assert_eq!(
+            run(&["read", &name]).fails(1),
+            format!("memlink: cannot open region \"{name}\": not found"),
+            "CPython before 3.13 unlinked the name, as the README warns"
+        );
+    }
+}
