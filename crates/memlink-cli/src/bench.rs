@@ -209,13 +209,27 @@ fn alternate(
         .collect()
 }
 
-/// Times `n` runs of `cycle`; returns µs per cycle.
-fn micros_per_cycle(n: u32, mut cycle: impl FnMut() -> CmdResult) -> CmdResult<f64> {
+/// Times `n` runs of `cycle`: every figure of the benchmark is made here.
+fn time_cycles(n: u64, mut cycle: impl FnMut() -> CmdResult) -> CmdResult<Duration> {
     let start = Instant::now();
     for _ in 0..n {
         cycle()?;
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+    Ok(start.elapsed())
+}
+
+/// Times `n` runs of `cycle`; returns µs per cycle.
+fn micros_per_cycle(n: u32, cycle: impl FnMut() -> CmdResult) -> CmdResult<f64> {
+    Ok(time_cycles(n.into(), cycle)?.as_secs_f64() * 1e6 / f64::from(n))
+}
+
+/// Times `n` runs of `copy`, each of `bytes_each` bytes; returns GB/s.
+fn gigabytes_per_second(
+    n: u64,
+    bytes_each: u64,
+    copy: impl FnMut() -> CmdResult,
+) -> CmdResult<f64> {
+    Ok((n * bytes_each) as f64 / time_cycles(n, copy)?.as_secs_f64() / 1e9)
 }
 
 pub fn run(args: BenchArgs) -> CmdResult {
@@ -460,32 +474,25 @@ fn round_trips(counts: &Counts, tag: &str) -> CmdResult<(WakeupReport, PollingRe
 fn bulk(counts: &Counts, tag: &str) -> CmdResult<BulkReport> {
     let chunk = counts.bulk.min(BULK_REGION) as usize;
     let chunks = counts.bulk / chunk as u64;
-    let bytes = chunks * chunk as u64;
     let source: Vec<u8> = (0..chunk).map(|i| (i % 251) as u8).collect();
     let mut heap = vec![0u8; chunk];
     let region = Region::create(&format!("{tag}-bulk"), BULK_REGION)?;
     let mut view = region.map_mut(0..chunk as u64)?;
 
-    let gb_per_s = |copy: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..chunks {
-            copy();
-        }
-        Ok(bytes as f64 / start.elapsed().as_secs_f64() / 1e9)
-    };
     let pairs = alternate(
         counts,
         || {
-            gb_per_s(&mut || {
-                view.write_at(0, &source)
-                    .expect("the source is the view's size");
+            gigabytes_per_second(chunks, chunk as u64, || {
+                view.write_at(0, &source)?;
                 black_box(view.as_mut_ptr());
+                Ok(())
             })
         },
         || {
-            gb_per_s(&mut || {
+            gigabytes_per_second(chunks, chunk as u64, || {
                 heap.copy_from_slice(&source);
                 black_box(&mut heap[..]);
+                Ok(())
             })
         },
     )?;
@@ -497,7 +504,7 @@ fn bulk(counts: &Counts, tag: &str) -> CmdResult<BulkReport> {
         })
         .collect();
     Ok(BulkReport {
-        bytes,
+        bytes: chunks * chunk as u64,
         chunk: chunk as u64,
         region_gb_s: median(batches.iter().map(|b| b.region_gb_s)),
         memcpy_gb_s: median(batches.iter().map(|b| b.memcpy_gb_s)),

@@ -514,7 +514,10 @@ fn the_readme_command_table_names_every_option() {
             .ok()
             .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
         {
-            if word.starts_with("--") && word.len() > 2 && !matches!(word, "--help" | "--version" | "--color") {
+            if word.starts_with("--")
+                && word.len() > 2
+                && !matches!(word, "--help" | "--version" | "--color")
+            {
                 assert!(
                     table.contains(word),
                     "the README's table lacks `{command} {word}`"

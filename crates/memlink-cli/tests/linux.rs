@@ -790,3 +790,24 @@ fn the_readme_python_workaround_keeps_a_live_regions_name() {
         );
     }
 }
+
+/// The hint after a persistent create is shell-quoted: pasted into a shell,
+/// it removes exactly that name.
+#[test]
+fn the_rm_hint_can_be_pasted_into_a_shell() {
+    let name = format!("Global\\{}", unique("quoted"));
+    let out = run(&["create", &name, "--size", "4K", "--persistent"]);
+    let hint = out
+        .ok()
+        .lines()
+        .find_map(|l| l.strip_prefix("it stays until `")?.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .to_owned();
+    let command = hint.replacen("memlink", BIN, 1);
+    let status = Command::new("sh").args(["-c", &command]).status().unwrap();
+    assert!(status.success(), "{hint}");
+    assert_eq!(
+        run(&["read", &name]).fails(1),
+        format!("memlink: cannot open region \"{name}\": not found")
+    );
+}
