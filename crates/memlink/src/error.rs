@@ -345,3 +345,22 @@ fn classify(err: &io::Error) -> ErrorKind {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_shown_escaped() {
+        let err = Error::new(
+            Operation::Open,
+            ObjectKind::Region,
+            "a\0b\nc\\d",
+            ErrorKind::InvalidName,
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot open region \"a\\0b\\nc\\d\": invalid name"
+        );
+    }
+}
