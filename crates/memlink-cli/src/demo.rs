@@ -34,7 +34,7 @@ pub struct ReaderArgs {
 }
 
 const SIZE: u64 = 4096;
-/// Process 2 copies out at most this much, as the seed does.
+/// Process 2 copies out at most this many characters, as the seed does.
 const READ_LIMIT: u64 = 256;
 
 /// Prints one step; an error (a closed pipe) ends the demo through the
@@ -144,7 +144,9 @@ pub fn reader(args: ReaderArgs) -> Result<(), Box<dyn Error>> {
             region.size()
         ),
     )?;
-    let text = read_text(&region, 0, READ_LIMIT.min(region.size()), args.encoding)?;
+    // The seed copies out characters: two bytes each in UTF-16LE.
+    let limit = READ_LIMIT * args.encoding.chosen().map_or(1, |e| e.nul().len() as u64);
+    let text = read_text(&region, 0, limit.min(region.size()), args.encoding)?;
     say(
         2,
         format!("mapped a read-only view and read up to the NUL: {text:?}"),

@@ -526,3 +526,45 @@ fn the_readme_command_table_names_every_option() {
         }
     }
 }
+
+#[test]
+fn create_in_the_background_returns_once_the_region_exists() {
+    for round in 0..3 {
+        let name = unique(&format!("bg{round}"));
+        let started = run(&["create", &name, "--size", "4K", "--background"]);
+        let pid: u32 = started
+            .ok()
+            .trim()
+            .parse()
+            .expect("only the pid is printed");
+        // At once, with no wait of its own: the region exists.
+        run(&["write", &name, "--text", "hi"]).ok();
+        assert_eq!(run(&["read", &name]).ok(), "hi\n");
+        // Ended as a user would end it, the holder closes the region.
+        let pid = pid.to_string();
+        let (program, args) = if cfg!(windows) {
+            ("taskkill", vec!["/F", "/PID", pid.as_str()])
+        } else {
+            ("kill", vec![pid.as_str()])
+        };
+        let status = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{program} {pid}");
+        let deadline = std::time::Instant::now() + support::DEADLINE;
+        while run(&["read", &name]).code == Some(0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background holder kept {name}"
+            );
+            // The holder's end has nothing to block on from here.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            run(&["read", &name]).fails(1),
+            format!("memlink: cannot open region \"{name}\": not found")
+        );
+    }
+}

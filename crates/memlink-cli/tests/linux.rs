@@ -620,37 +620,6 @@ fn other_memlink_objects_are_listed_with_their_kind_and_state() {
     assert!(listed(&name).is_none());
 }
 
-#[test]
-fn create_in_the_background_returns_once_the_region_exists() {
-    for round in 0..5 {
-        let name = unique(&format!("bg{round}"));
-        let started = run(&["create", &name, "--size", "4K", "--background"]);
-        let pid: i32 = started
-            .ok()
-            .trim()
-            .parse()
-            .expect("only the pid is printed");
-        // At once, with no wait of its own: the region exists.
-        run(&["write", &name, "--text", "hi"]).ok();
-        assert_eq!(run(&["read", &name]).ok(), "hi\n");
-        // SAFETY: kill(2) on the holder whose pid memlink printed.
-        assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
-        // The holder closes it; the name goes with it.
-        let deadline = Instant::now() + DEADLINE;
-        while run(&["read", &name]).code == Some(0) {
-            assert!(
-                Instant::now() < deadline,
-                "the background holder kept {name}"
-            );
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        assert_eq!(
-            run(&["read", &name]).fails(1),
-            format!("memlink: cannot open region \"{name}\": not found")
-        );
-    }
-}
-
 /// Runs a bash `script` in a private mount namespace with a tmpfs of
 /// `size` on /dev/shm (never the real one), `$M` being memlink; returns
 /// its stdout and stderr. `None` where namespaces are not available.
