@@ -220,6 +220,15 @@ struct Create {
 
 impl Create {
     fn resolve(args: CreateArgs) -> CmdResult<Create> {
+        if args.background && args.file.as_deref() == Some(Path::new("-")) {
+            // The background process is started again from the arguments,
+            // with no standard input of its own.
+            return Err(failure(format!(
+                "cannot create region \"{}\": --background cannot read standard input; \
+                 give --file a path",
+                args.name
+            )));
+        }
         let content = match (&args.text, &args.file) {
             (Some(text), _) => Content::text(text, args.encoding.for_new_region(), true),
             (None, Some(path)) => Content::raw(read_input(path, args.size)?),
