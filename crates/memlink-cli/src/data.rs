@@ -364,6 +364,7 @@ fn hold_in_background() -> CmdResult {
     std::os::unix::process::CommandExt::process_group(&mut command, 0);
     #[cfg(windows)]
     {
+        keep_std_handles_from_children();
         /// CREATE_NEW_PROCESS_GROUP: the console's Ctrl-C is not sent to it.
         const CREATE_NEW_PROCESS_GROUP: u32 = 0x0000_0200;
         std::os::windows::process::CommandExt::creation_flags(
@@ -400,6 +401,28 @@ fn hold_in_background() -> CmdResult {
         .unwrap_or(1)
         .max(1);
     Err(Box::new(AlreadyReported { exit_code }))
+}
+
+/// Makes this process's standard handles uninheritable. Windows hands a
+/// child every inheritable handle of its parent, not only the three it is
+/// given: the background holder would keep this command's stdout open, and
+/// a script reading it (`pid=$(memlink create ... --background)`) would
+/// wait for the holder to end. This process ends right after.
+#[cfg(windows)]
+fn keep_std_handles_from_children() {
+    use std::os::windows::io::AsRawHandle;
+    use windows_sys::Win32::Foundation::{SetHandleInformation, HANDLE_FLAG_INHERIT};
+    let handles = [
+        io::stdin().as_raw_handle(),
+        io::stdout().as_raw_handle(),
+        io::stderr().as_raw_handle(),
+    ];
+    for handle in handles {
+        // SAFETY: SetHandleInformation only clears the inherit flag of one
+        // of this process's standard handles; for a missing (null) one it
+        // fails, which changes nothing and is fine to ignore.
+        unsafe { SetHandleInformation(handle, HANDLE_FLAG_INHERIT, 0) };
+    }
 }
 
 pub fn create(args: CreateArgs) -> CmdResult {
