@@ -780,3 +780,32 @@ fn the_rm_hint_can_be_pasted_into_a_shell() {
         format!("memlink: cannot open region \"{name}\": not found")
     );
 }
+
+#[test]
+fn watch_shows_wide_text_a_character_per_two_bytes() {
+    let name = unique("watchwide");
+    let _held = Held::start(
+        &[
+            "create",
+            &name,
+            "--size",
+            "32",
+            "--text",
+            "Hello wide",
+            "--utf16",
+        ],
+        "holding it",
+    );
+    let mut watch = Held::start(&["watch", &name, "--interval", "20ms"], "memlink watch");
+    // Detected, as `read` does; --encoding utf-8 would show H.e.l.l.o. ...
+    watch.wait_for("|Hello wi|");
+    run(&["write", &name, "--text", "Howdy"]).ok();
+    let line = watch.wait_for("|Howdy.wi|");
+    assert!(line.starts_with("00000000  48 00*6f 00"), "{line}");
+    drop(watch);
+    let mut narrow = Held::start(
+        &["watch", &name, "--interval", "20ms", "-e", "utf-8"],
+        "memlink watch",
+    );
+    narrow.wait_for("|H.o.w.d.y...w.i.|");
+}
