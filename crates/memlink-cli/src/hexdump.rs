@@ -42,6 +42,9 @@ pub struct Xxd {
     squeeze: bool,
     colour: bool,
     previous: Option<[u8; WIDTH]>,
+    /// `previous` over and over, to skip a whole piece of repeats with one
+    /// comparison (a large zeroed region is mostly that).
+    repeated: Vec<u8>,
     skipping: bool,
     text: String,
 }
@@ -56,6 +59,7 @@ impl Xxd {
             squeeze,
             colour,
             previous: None,
+            repeated: Vec::new(),
             skipping: false,
             text: String::with_capacity(128),
         }
@@ -64,17 +68,20 @@ impl Xxd {
     /// Writes the next `bytes` of the dump. Every piece but the last must
     /// be a whole number of lines ([`WIDTH`] bytes).
     pub fn write(&mut self, out: &mut impl Write, bytes: &[u8]) -> io::Result<()> {
+        if self.squeeze && self.repeats(bytes) {
+            if !self.skipping {
+                self.skip(out)?;
+            }
+            self.at += bytes.len() as u64;
+            return Ok(());
+        }
         for line in bytes.chunks(WIDTH) {
             let start = self.at;
             self.at += line.len() as u64;
             let last = self.at >= self.end;
             if self.squeeze && !last && self.previous.as_ref().map(|p| &p[..]) == Some(line) {
                 if !self.skipping {
-                    out.write_all(b"*\n")?;
-                    // What follows may be far away: let a reader (`head`)
-                    // see this much now.
-                    out.flush()?;
-                    self.skipping = true;
+                    self.skip(out)?;
                 }
                 continue;
             }
@@ -84,6 +91,31 @@ impl Xxd {
             }
             self.line(out, start, line)?;
         }
+        Ok(())
+    }
+
+    /// Whether `bytes` are whole lines equal to the last one shown, none
+    /// of them the dump's last line.
+    fn repeats(&mut self, bytes: &[u8]) -> bool {
+        let Some(previous) = self.previous else {
+            return false;
+        };
+        if bytes.len() % WIDTH != 0 || self.at + bytes.len() as u64 >= self.end {
+            return false;
+        }
+        if self.repeated.len() < bytes.len() || self.repeated[..WIDTH] != previous {
+            self.repeated = previous.repeat(bytes.len() / WIDTH);
+        }
+        bytes == &self.repeated[..bytes.len()]
+    }
+
+    /// Starts a run of repeated lines: one `*`.
+    fn skip(&mut self, out: &mut impl Write) -> io::Result<()> {
+        out.write_all(b"*\n")?;
+        // What follows may be far away: let a reader (`head`) see this
+        // much now.
+        out.flush()?;
+        self.skipping = true;
         Ok(())
     }
 
@@ -240,6 +272,20 @@ mod tests {
         assert!(lines[1].starts_with("00000010: 0000"), "{text}");
         assert_eq!(lines[2], "*");
         assert!(lines[3].starts_with("00000030: 0000"), "{text}");
+    }
+
+    #[test]
+    fn whole_pieces_of_repeats_are_skipped_as_lines_are() {
+        let mut bytes = b"hi".to_vec();
+        bytes.resize(16 * 100, 0);
+        bytes.extend_from_slice(b"end");
+        let mut out = Vec::new();
+        let mut xxd = Xxd::new(0, bytes.len() as u64, true, false);
+        for piece in bytes.chunks(16 * 10) {
+            xxd.write(&mut out, piece).unwrap();
+        }
+        assert_eq!(String::from_utf8(out).unwrap(), dump(&bytes, 0, true));
+        assert_eq!(dump(&bytes, 0, true).lines().count(), 4);
     }
 
     #[test]
