@@ -5,8 +5,12 @@
 /// text.
 #[derive(clap::Args, Clone, Copy, Debug)]
 pub struct EncodingArgs {
-    /// How the text is stored: utf-8, utf-16le (Windows' wide strings, two
-    /// bytes a character and a two-byte NUL), or auto. Auto reads UTF-16LE
+    /// How the text is stored: utf-8, utf-16le or auto (--help tells how
+    /// auto decides).
+    ///
+    /// utf-16le is Windows' wide strings (wchar_t, as UNICODE programs such
+    /// as the seeds keep text): two bytes a character and a two-byte NUL.
+    /// Auto reads UTF-16LE
     /// where the bytes plainly are that: up to a two-byte NUL they decode
     /// as UTF-16LE with no control characters, and the first character and
     /// more than half of them are below U+0100, so every other byte is 0 (a
