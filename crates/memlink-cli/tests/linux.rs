@@ -809,3 +809,20 @@ fn watch_shows_wide_text_a_character_per_two_bytes() {
     );
     narrow.wait_for("|H.o.w.d.y...w.i.|");
 }
+
+#[test]
+fn lock_says_when_the_last_holder_died_holding_the_mutex() {
+    let name = unique("abandoned");
+    let mut holder = Held::start(&["lock", &name], "locked mutex");
+    // A second holder keeps the mutex's name while the first is killed.
+    let _keeper = memlink::Mutex::open(&name).unwrap();
+    holder.kill();
+    let after = run(&["lock", &name, "--timeout", "5s", "--", BIN, "--version"]);
+    after.ok();
+    assert_eq!(
+        after.stderr.trim_end(),
+        format!(
+            "memlink: warning: mutex \"{name}\" was abandoned: its last holder died holding it"
+        )
+    );
+}
