@@ -45,8 +45,9 @@ pub struct CreateArgs {
     #[arg(short, long, value_name = "OCTAL", value_parser = units::mode)]
     mode: Option<u32>,
     /// Do not reserve the memory now: a large region then costs nothing
-    /// until it is written, but a full /dev/shm shows up later, as an error
-    /// in whoever writes a page.
+    /// until it is written, but a full /dev/shm shows up later: as an error
+    /// in `memlink write`, as SIGBUS in a program that writes through a
+    /// mapped view.
     #[arg(long)]
     no_reserve: bool,
 }
@@ -100,24 +101,11 @@ pub struct WriteArgs {
 }
 
 /// How much is copied out of or into a region at a time: memory stays
-/// this small whatever the region's size.
+/// this small whatever the region's size. The copies use `Region::read_at`
+/// and `write_at` (`pread` and `pwrite` on Linux), never a view: reading a
+/// page never written takes no space from /dev/shm, and a write that does
+/// not fit there is an error, not a SIGBUS.
 pub const CHUNK: usize = 64 * 1024;
-
-/// Copies the bytes at `offset` in the region into `buf`. Every read of a
-/// region's bytes by the CLI goes through here.
-pub fn read_region(region: &Region, offset: u64, buf: &mut [u8]) -> memlink::Result<()> {
-    region
-        .map(offset..offset + buf.len() as u64)?
-        .read_at(0, buf)
-}
-
-/// Copies `bytes` into the region at `offset`. Every write of a region's
-/// bytes by the CLI goes through here.
-pub fn write_region(region: &Region, offset: u64, bytes: &[u8]) -> memlink::Result<()> {
-    region
-        .map_mut(offset..offset + bytes.len() as u64)?
-        .write_at(0, bytes)
-}
 
 /// Calls `each` with the bytes `offset..end` of the region, a chunk at a
 /// time, until it returns `false`.
@@ -131,7 +119,7 @@ fn for_each_chunk(
     let mut at = offset;
     while at < end {
         let piece = &mut chunk[..(end - at).min(CHUNK as u64) as usize];
-        read_region(region, at, piece)?;
+        region.read_at(at, piece)?;
         at += piece.len() as u64;
         if !each(piece)? {
             break;
@@ -284,7 +272,7 @@ impl Create {
         };
         let region = self.options.create(&self.name, self.size)?;
         if !self.content.bytes.is_empty() {
-            write_region(&region, 0, &self.content.bytes)?;
+            region.write_at(0, &self.content.bytes)?;
         }
 
         let mut out = io::stdout().lock();
@@ -580,7 +568,7 @@ impl WritePlan {
                     None if room == 0 => text::NATIVE,
                     None => {
                         let mut existing = vec![0u8; room.min(text::SAMPLE as u64) as usize];
-                        read_region(&region, args.offset, &mut existing)?;
+                        region.read_at(args.offset, &mut existing)?;
                         args.encoding.for_writing(&existing)
                     }
                 };
@@ -627,7 +615,7 @@ impl WritePlan {
 
     fn run(self) -> CmdResult {
         if !self.content.bytes.is_empty() {
-            write_region(&self.region, self.offset, &self.content.bytes)?;
+            self.region.write_at(self.offset, &self.content.bytes)?;
         }
         Ok(())
     }

@@ -5,7 +5,7 @@ use std::process::Command;
 
 use memlink::{Access, ErrorKind, Region};
 
-use crate::data::{read_text, write_region};
+use crate::data::read_text;
 use crate::text::EncodingArgs;
 use crate::units::bytes;
 
@@ -85,7 +85,7 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
     )?;
     view.fill(0);
     drop(view);
-    write_region(&region, 0, &text)?;
+    region.write_at(0, &text)?;
     say(
         1,
         format!(

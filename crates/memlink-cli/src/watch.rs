@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use crossterm::{cursor, queue, terminal};
 use memlink::{Access, ErrorKind, Region};
 
-use crate::data::{check_range, read_region};
+use crate::data::check_range;
 use crate::text::{Encoding, EncodingArgs};
 use crate::units::{self, human_size};
 use crate::{colour_on_stdout, failure, hexdump, signals, CmdResult};
@@ -68,7 +68,7 @@ fn look(name: &str, offset: u64, len: Option<u64>) -> CmdResult<Option<(u64, Vec
     let len = len.map(|l| l.min(size.saturating_sub(offset)).max(1));
     let end = check_range("watch", name, size, offset, len)?;
     let mut bytes = vec![0u8; (end - offset) as usize];
-    read_region(&region, offset, &mut bytes)?;
+    region.read_at(offset, &mut bytes)?;
     Ok(Some((size, bytes)))
 }
 
