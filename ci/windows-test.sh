@@ -117,6 +117,20 @@ build_shim() {
     mv -f "$SHIM_DLL.tmp" "$SHIM_DLL"
 }
 
+# The seeds' two programs as a UNICODE build makes them (ci/windows/seedmap.c),
+# for the CLI's tests/seeds.rs, which finds it through MEMLINK_SEEDMAP.
+SEEDMAP_SRC="$ROOT/ci/windows/seedmap.c"
+build_seedmap() {
+    local exe="$SHIM_DIR/seedmap.exe"
+    export MEMLINK_SEEDMAP="Z:${exe//\//\\}"
+    if [[ -f $exe && $exe -nt $SEEDMAP_SRC ]]; then
+        return
+    fi
+    log "building $exe"
+    "$MINGW_CC" -O2 -Wall -Wextra -Werror -DUNICODE -D_UNICODE -o "$exe.tmp" "$SEEDMAP_SRC"
+    mv -f "$exe.tmp" "$exe"
+}
+
 # Belt and braces: also put the shim next to the built .exe files (some code
 # copies/loads DLLs relative to the exe dir, and `wine foo.exe` run by hand
 # without WINEPATH then still works).
@@ -238,6 +252,7 @@ main() {
     fi
 
     build_shim
+    build_seedmap
 
     if [[ $mode == build ]]; then
         local args=("$@")

@@ -209,13 +209,27 @@ fn alternate(
         .collect()
 }
 
-/// Times `n` runs of `cycle`; returns µs per cycle.
-fn micros_per_cycle(n: u32, mut cycle: impl FnMut() -> CmdResult) -> CmdResult<f64> {
+/// Times `n` runs of `cycle`: every figure of the benchmark is made here.
+fn time_cycles(n: u64, mut cycle: impl FnMut() -> CmdResult) -> CmdResult<Duration> {
     let start = Instant::now();
     for _ in 0..n {
         cycle()?;
     }
-    Ok(start.elapsed().as_secs_f64() * 1e6 / f64::from(n))
+    Ok(start.elapsed())
+}
+
+/// Times `n` runs of `cycle`; returns µs per cycle.
+fn micros_per_cycle(n: u32, cycle: impl FnMut() -> CmdResult) -> CmdResult<f64> {
+    Ok(time_cycles(n.into(), cycle)?.as_secs_f64() * 1e6 / f64::from(n))
+}
+
+/// Times `n` runs of `copy`, each of `bytes_each` bytes; returns GB/s.
+fn gigabytes_per_second(
+    n: u64,
+    bytes_each: u64,
+    copy: impl FnMut() -> CmdResult,
+) -> CmdResult<f64> {
+    Ok((n * bytes_each) as f64 / time_cycles(n, copy)?.as_secs_f64() / 1e9)
 }
 
 pub fn run(args: BenchArgs) -> CmdResult {
@@ -351,18 +365,9 @@ impl Drop for Peer {
 
 /// The counter in the first 8 bytes of `view` (a mapping's start, so
 /// aligned).
-fn counter(view: &mut ViewMut) -> CmdResult<&AtomicU64> {
-    let ptr = view.as_mut_ptr();
-    if view.len() < 8 || ptr.align_offset(std::mem::align_of::<AtomicU64>()) != 0 {
-        return Err(failure(
-            "cannot use the region for polling: its view is not 8-byte aligned",
-        ));
-    }
-    // SAFETY: `ptr` is aligned (checked) and valid for 8 bytes for as long
-    // as the view lives, which the returned borrow of `view` ensures. The
-    // only processes mapping the region are this benchmark's two, and both
-    // access these bytes only through this atomic.
-    Ok(unsafe { AtomicU64::from_ptr(ptr.cast()) })
+fn counter(view: &ViewMut) -> CmdResult<&AtomicU64> {
+    view.atomic_u64(0)
+        .map_err(|e| failure(format!("cannot use the region for polling: {e}")))
 }
 
 /// Spins until `counter` holds a value `done` accepts; gives up after
@@ -400,8 +405,8 @@ fn round_trips(counts: &Counts, tag: &str) -> CmdResult<(WakeupReport, PollingRe
     let ping = Event::create(&ping_name, EventReset::Auto, false)?;
     let pong = Event::create(&pong_name, EventReset::Auto, false)?;
     let region = Region::create(&poll_name, 4096)?;
-    let mut view = region.map_mut(0..8)?;
-    let counter = counter(&mut view)?;
+    let view = region.map_mut(0..8)?;
+    let counter = counter(&view)?;
     let mut peer = Peer::start(&ping_name, &pong_name, &poll_name)?;
 
     const WAKEUP: &str = "wake-up round trip";
@@ -469,32 +474,25 @@ fn round_trips(counts: &Counts, tag: &str) -> CmdResult<(WakeupReport, PollingRe
 fn bulk(counts: &Counts, tag: &str) -> CmdResult<BulkReport> {
     let chunk = counts.bulk.min(BULK_REGION) as usize;
     let chunks = counts.bulk / chunk as u64;
-    let bytes = chunks * chunk as u64;
     let source: Vec<u8> = (0..chunk).map(|i| (i % 251) as u8).collect();
     let mut heap = vec![0u8; chunk];
     let region = Region::create(&format!("{tag}-bulk"), BULK_REGION)?;
     let mut view = region.map_mut(0..chunk as u64)?;
 
-    let gb_per_s = |copy: &mut dyn FnMut()| {
-        let start = Instant::now();
-        for _ in 0..chunks {
-            copy();
-        }
-        Ok(bytes as f64 / start.elapsed().as_secs_f64() / 1e9)
-    };
     let pairs = alternate(
         counts,
         || {
-            gb_per_s(&mut || {
-                view.write_at(0, &source)
-                    .expect("the source is the view's size");
+            gigabytes_per_second(chunks, chunk as u64, || {
+                view.write_at(0, &source)?;
                 black_box(view.as_mut_ptr());
+                Ok(())
             })
         },
         || {
-            gb_per_s(&mut || {
+            gigabytes_per_second(chunks, chunk as u64, || {
                 heap.copy_from_slice(&source);
                 black_box(&mut heap[..]);
+                Ok(())
             })
         },
     )?;
@@ -506,7 +504,7 @@ fn bulk(counts: &Counts, tag: &str) -> CmdResult<BulkReport> {
         })
         .collect();
     Ok(BulkReport {
-        bytes,
+        bytes: chunks * chunk as u64,
         chunk: chunk as u64,
         region_gb_s: median(batches.iter().map(|b| b.region_gb_s)),
         memcpy_gb_s: median(batches.iter().map(|b| b.memcpy_gb_s)),
@@ -618,8 +616,8 @@ pub fn peer(args: PeerArgs) -> CmdResult {
     let ping = Event::open(&args.ping)?;
     let pong = Event::open(&args.pong)?;
     let region = Region::open(&args.region, Access::ReadWrite)?;
-    let mut view = region.map_mut(0..8)?;
-    let counter = counter(&mut view)?;
+    let view = region.map_mut(0..8)?;
+    let counter = counter(&view)?;
     let (mut input, mut output) = (io::stdin().lock(), io::stdout().lock());
     loop {
         let mut command = [0u8];

@@ -5,6 +5,10 @@ use std::process::Command;
 
 use memlink::{Access, ErrorKind, Region};
 
+use crate::data::read_text;
+use crate::text::EncodingArgs;
+use crate::units::bytes;
+
 #[derive(clap::Args)]
 pub struct DemoArgs {
     /// The text process 1 writes into the region.
@@ -16,15 +20,21 @@ pub struct DemoArgs {
     /// The region's name.
     #[arg(long, default_value = "MMFSharedData")]
     name: String,
+    /// How process 1 stores the text: utf-8 or utf-16le [default: UTF-16LE
+    /// on Windows, as the seeds' UNICODE build does; UTF-8 elsewhere].
+    #[command(flatten)]
+    encoding: EncodingArgs,
 }
 
 #[derive(clap::Args)]
 pub struct ReaderArgs {
     name: String,
+    #[command(flatten)]
+    encoding: EncodingArgs,
 }
 
 const SIZE: u64 = 4096;
-/// Process 2 copies out at most this much, as the seed does.
+/// Process 2 copies out at most this many characters, as the seed does.
 const READ_LIMIT: u64 = 256;
 
 /// Prints one step; an error (a closed pipe) ends the demo through the
@@ -40,14 +50,19 @@ fn say(process: u8, what: impl AsRef<str>) -> std::io::Result<()> {
 }
 
 pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
-    if args.text.len() as u64 >= SIZE {
+    let name = &args.name;
+    let encoding = args.encoding.for_new_region();
+    let text = encoding.encode(&args.text, true);
+    if text.len() as u64 > SIZE {
         return Err(format!(
-            "the text is {} bytes; it must fit in {SIZE} with its NUL",
-            args.text.len()
+            "cannot create region \"{name}\": {} (the text in {} and its NUL) do not fit in \
+             {}",
+            bytes(text.len() as u64),
+            encoding.as_str(),
+            bytes(SIZE),
         )
         .into());
     }
-    let name = &args.name;
     say(
         1,
         format!("Create mapping of Data: creating region \"{name}\", {SIZE} bytes"),
@@ -69,27 +84,33 @@ pub fn run(args: DemoArgs) -> Result<(), Box<dyn Error>> {
         format!("mapped a read-write view of all {} bytes", view.len()),
     )?;
     view.fill(0);
-    view.write_at(0, args.text.as_bytes())?;
+    drop(view);
+    region.write_at(0, &text)?;
     say(
         1,
         format!(
-            "zeroed it and wrote {:?} ({} bytes and a NUL)",
+            "zeroed it and wrote {:?} ({} in {} with its NUL)",
             args.text,
-            args.text.len()
+            bytes(text.len() as u64),
+            encoding.as_str(),
         ),
     )?;
-    drop(view);
     say(
         1,
         "unmapped the view; the handle stays open, or nobody could open the region",
     )?;
 
     let exe = std::env::current_exe()?;
+    let reader_args = ["demo-reader", name, "--encoding", encoding.option_value()];
     say(
         1,
-        format!("starting process 2: {} demo-reader {name}", exe.display()),
+        format!(
+            "starting process 2: {} {}",
+            exe.display(),
+            reader_args.join(" ")
+        ),
     )?;
-    let status = Command::new(&exe).args(["demo-reader", name]).status()?;
+    let status = Command::new(&exe).args(reader_args).status()?;
     if !status.success() {
         return Err(format!("process 2 failed: {status}").into());
     }
@@ -123,17 +144,13 @@ pub fn reader(args: ReaderArgs) -> Result<(), Box<dyn Error>> {
             region.size()
         ),
     )?;
-    let view = region.map(0..READ_LIMIT.min(region.size()))?;
-    let bytes = view.to_vec();
-    let text = bytes.split(|&b| b == 0).next().unwrap_or_default();
+    // The seed copies out characters: two bytes each in UTF-16LE.
+    let limit = READ_LIMIT * args.encoding.chosen().map_or(1, |e| e.nul().len() as u64);
+    let text = read_text(&region, 0, limit.min(region.size()), args.encoding)?;
     say(
         2,
-        format!(
-            "mapped a read-only view and read up to the NUL: {:?}",
-            String::from_utf8_lossy(text)
-        ),
+        format!("mapped a read-only view and read up to the NUL: {text:?}"),
     )?;
-    drop(view);
     drop(region);
     say(2, "unmapped the view and closed its handle")?;
     Ok(())

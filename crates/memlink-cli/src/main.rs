@@ -1,6 +1,7 @@
 //! `memlink`: create, inspect, watch and clean up named shared memory.
 
 mod bench;
+mod coordinate;
 mod data;
 mod demo;
 mod hexdump;
@@ -8,6 +9,7 @@ mod objects;
 mod procs;
 mod pubsub;
 mod signals;
+mod text;
 mod units;
 mod watch;
 
@@ -30,9 +32,15 @@ Examples:
   echo -n 'new' | memlink write demo --offset 6 -
   memlink ls                                   what exists, who holds it
   memlink watch demo                           a live view of the bytes
+  memlink create demo --size 4K --background  hold it in the background; prints its pid
+  memlink wait demo --timeout 5s               until a program has made it
+  memlink lock demo.lock -- ./update.sh        run a command holding a mutex
+  memlink event set ready                      wake a program waiting on an event
 
-Exit status: 0 on success, 1 when an operation fails, 2 for bad usage.
-Colour is used on terminals only, and never when NO_COLOR is set.";
+Exit status: 0 on success, 1 when an operation fails, 2 for bad usage, 124
+when a wait timed out; `lock NAME -- COMMAND` exits as the command does.
+Colour is used on terminals only, and never when NO_COLOR is set (unless
+--color always).";
 
 #[derive(Parser)]
 #[command(
@@ -120,6 +128,23 @@ enum Command {
     /// When the output is not a terminal, a new frame is printed after each
     /// change instead.
     Watch(watch::WatchArgs),
+    /// Wait until an object of this name exists: for scripts that start a
+    /// program (or `memlink create ... &`) and then use what it makes.
+    Wait(coordinate::WaitArgs),
+    /// Lock a named mutex (making it if need be) and run a command holding
+    /// it, or hold it until Ctrl-C; as flock(1) does with files.
+    #[command(override_usage = "memlink lock [OPTIONS] <NAME> [-- <COMMAND>...]")]
+    Lock(coordinate::LockArgs),
+    /// Set, reset or wait on a named event that a program made.
+    Event {
+        #[command(subcommand)]
+        action: coordinate::EventAction,
+    },
+    /// Release or wait on a named semaphore that a program made.
+    Semaphore {
+        #[command(subcommand)]
+        action: coordinate::SemaphoreAction,
+    },
     /// Publish messages to a service: a text, a file, or each line of
     /// standard input.
     ///
@@ -235,8 +260,12 @@ fn unwrap_json_io(e: Box<dyn Error>) -> Box<dyn Error> {
     }
 }
 
-/// 2 for what the user typed wrong (an invalid name), 1 for the rest.
+/// 2 for what the user typed wrong (an invalid name), 124 for a wait that
+/// timed out, 1 for the rest.
 pub fn exit_code(e: &(dyn Error + 'static)) -> u8 {
+    if e.is::<coordinate::TimedOut>() {
+        return coordinate::TIMED_OUT;
+    }
     match e.downcast_ref::<memlink::Error>() {
         Some(e) if e.kind() == memlink::ErrorKind::InvalidName => 2,
         _ => 1,
@@ -247,7 +276,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.color {
         ColorWhen::Auto => {}
-        ColorWhen::Always => anstream::ColorChoice::Always.write_global(),
+        ColorWhen::Always => {
+            anstream::ColorChoice::Always.write_global();
+            // The tables' colours come from crossterm, which reads
+            // NO_COLOR itself; `always` is always.
+            crossterm::style::force_color_output(true);
+        }
         ColorWhen::Never => anstream::ColorChoice::Never.write_global(),
     }
     let result = match cli.command {
@@ -259,6 +293,10 @@ fn main() -> ExitCode {
         Command::Rm(args) => objects::rm(args),
         Command::Reap(args) => objects::reap(args),
         Command::Watch(args) => watch::run(args),
+        Command::Wait(args) => coordinate::wait(args),
+        Command::Lock(args) => coordinate::lock(args),
+        Command::Event { action } => coordinate::event(action),
+        Command::Semaphore { action } => coordinate::semaphore(action),
         Command::Pub(args) => pubsub::publish(args),
         Command::Sub(args) => pubsub::subscribe(args),
         Command::Demo(args) => demo::run(args),

@@ -14,17 +14,31 @@ const SIZE_UNITS: parse_size::Config = parse_size::Config::new().with_binary();
 const SIZE_HELP: &str =
     "expected a number of bytes, optionally with a unit: 4096, 4K, 4KiB, 1MiB, 2G";
 
-/// A byte count with an optional unit (`4096`, `4KiB`, `1M`, `2G`).
+/// A byte count with an optional unit (`4096`, `4KiB`, `1M`, `2G`), or
+/// hexadecimal with `0x`.
 pub fn size(text: &str) -> Result<u64, String> {
+    let text = text.trim();
+    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
+        return u64::from_str_radix(hex, 16)
+            .map_err(|_| format!("{text:?} is not a hexadecimal number"));
+    }
     SIZE_UNITS
-        .parse_size(text.trim())
+        .parse_size(text)
         .map_err(|_| SIZE_HELP.to_owned())
 }
 
-/// A region size: like [`size`], but not zero.
+/// The largest region any system makes: file sizes are signed 64-bit
+/// numbers (`off_t`, and Windows' section sizes too).
+pub const MAX_REGION_SIZE: u64 = i64::MAX as u64;
+
+/// A region size: like [`size`], but not zero, and no larger than
+/// [`MAX_REGION_SIZE`].
 pub fn region_size(text: &str) -> Result<u64, String> {
     match size(text)? {
         0 => Err("a region cannot have a size of 0".to_owned()),
+        n if n > MAX_REGION_SIZE => Err(format!(
+            "a region can have at most {MAX_REGION_SIZE} bytes (2^63 - 1)"
+        )),
         n => Ok(n),
     }
 }
@@ -40,14 +54,30 @@ pub fn length(text: &str) -> Result<u64, String> {
 /// An offset: a byte count with an optional unit, or hexadecimal with `0x`
 /// (as `xxd -s` takes it).
 pub fn offset(text: &str) -> Result<u64, String> {
-    let text = text.trim();
-    if let Some(hex) = text.strip_prefix("0x").or_else(|| text.strip_prefix("0X")) {
-        return u64::from_str_radix(hex, 16)
-            .map_err(|_| format!("{text:?} is not a hexadecimal number"));
-    }
     size(text).map_err(|_| {
         "expected a byte offset: 256, 4K, 1MiB, or hexadecimal such as 0x100".to_owned()
     })
+}
+
+/// `1 byte`, `2 bytes`.
+pub fn bytes(count: u64) -> String {
+    if count == 1 {
+        "1 byte".to_owned()
+    } else {
+        format!("{count} bytes")
+    }
+}
+
+/// `name` as one word for a POSIX shell: unchanged if it is only letters,
+/// digits and `@%+=:,./_-`, else in single quotes (a `'` in it as `'\''`),
+/// so a hint such as `memlink rm 'Global\x'` can be pasted as it is.
+pub fn shell_quote(name: &str) -> String {
+    let plain = |c: char| c.is_ascii_alphanumeric() || "@%+=:,./_-".contains(c);
+    if !name.is_empty() && name.chars().all(plain) {
+        name.to_owned()
+    } else {
+        format!("'{}'", name.replace('\'', "'\\''"))
+    }
 }
 
 /// Unix permission bits in octal (`600`, `0640`, `0o644`).
@@ -75,6 +105,18 @@ pub fn interval(text: &str) -> Result<Duration, String> {
     }
 }
 
+/// How long to wait: like [`interval`], but 0 is allowed (do not wait).
+pub fn timeout(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text)
+        .ok()
+        .or_else(|| {
+            text.parse::<f64>()
+                .ok()
+                .and_then(|secs| Duration::try_from_secs_f64(secs).ok())
+        })
+        .ok_or_else(|| "expected a duration such as 100ms, 5s, 1m or 0.5".to_owned())
+}
+
 /// A size for people: `512 B`, `4 KiB`, `12.1 KiB`, `3 GiB`.
 pub fn human_size(bytes: u64) -> String {
     let options = FormatSizeOptions::from(BINARY).decimal_places(1);
@@ -84,7 +126,7 @@ pub fn human_size(bytes: u64) -> String {
 /// A size for people with the exact count: `4 KiB (4096 bytes)`.
 pub fn human_size_exact(bytes: u64) -> String {
     if bytes < 1024 {
-        format!("{bytes} bytes")
+        self::bytes(bytes)
     } else {
         format!("{} ({bytes} bytes)", human_size(bytes))
     }
@@ -117,6 +159,19 @@ mod tests {
         assert!(size("-1").is_err());
         assert!(region_size("0").is_err());
         assert!(length("0K").is_err());
+        assert_eq!(size("0x1000"), Ok(4096));
+        assert_eq!(region_size("9223372036854775807"), Ok(i64::MAX as u64));
+        assert!(region_size("18446744073709551615").is_err());
+    }
+
+    #[test]
+    fn counts_and_names_read_well() {
+        assert_eq!(bytes(1), "1 byte");
+        assert_eq!(bytes(2), "2 bytes");
+        assert_eq!(human_size_exact(1), "1 byte");
+        assert_eq!(shell_quote("demo-1.x"), "demo-1.x");
+        assert_eq!(shell_quote("Global\\x"), "'Global\\x'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
     }
 
     #[test]

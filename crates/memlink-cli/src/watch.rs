@@ -5,13 +5,14 @@
 //! next look finds the name gone and the view ends.
 
 use std::io::{self, IsTerminal, Write};
-use std::sync::mpsc::RecvTimeoutError;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use crossterm::{cursor, queue, terminal};
 use memlink::{Access, ErrorKind, Region};
 
 use crate::data::check_range;
+use crate::text::{Encoding, EncodingArgs};
 use crate::units::{self, human_size};
 use crate::{colour_on_stdout, failure, hexdump, signals, CmdResult};
 
@@ -29,6 +30,10 @@ pub struct WatchArgs {
     /// Time between looks: 100ms, 1s, 0.5 (seconds).
     #[arg(short = 'n', long, value_name = "D", default_value = "200ms", value_parser = units::interval)]
     interval: Duration,
+    /// How the text column reads the bytes (a character per byte, or per
+    /// two for UTF-16LE).
+    #[command(flatten)]
+    encoding: EncodingArgs,
 }
 
 /// Lines above the bytes: two of status and a blank one.
@@ -62,7 +67,8 @@ fn look(name: &str, offset: u64, len: Option<u64>) -> CmdResult<Option<(u64, Vec
     // A region made again under the same name may be smaller.
     let len = len.map(|l| l.min(size.saturating_sub(offset)).max(1));
     let end = check_range("watch", name, size, offset, len)?;
-    let bytes = region.map(offset..end)?.to_vec();
+    let mut bytes = vec![0u8; (end - offset) as usize];
+    region.read_at(offset, &mut bytes)?;
     Ok(Some((size, bytes)))
 }
 
@@ -79,6 +85,7 @@ struct Frame<'a> {
     colour: bool,
     /// At most this many dump lines (the terminal's height).
     max_lines: usize,
+    encoding: Encoding,
 }
 
 impl Frame<'_> {
@@ -129,6 +136,7 @@ impl Frame<'_> {
                 self.offset + from as u64,
                 digits,
                 self.colour,
+                self.encoding,
             ));
         }
         lines
@@ -192,103 +200,155 @@ enum End {
     Gone,
 }
 
-pub fn run(args: WatchArgs) -> CmdResult {
-    let stop = signals::termination()?;
-    let tty = io::stdout().is_terminal();
-    let colour = colour_on_stdout();
-    // Each look copies the range and keeps per-byte change marks, so the
-    // range is what can be shown: a terminal's worth, or at most
-    // MAX_PIPE_LEN bytes into a pipe.
-    let screen = (rows_that_fit() * hexdump::WIDTH) as u64;
-    let len = match args.len {
-        Some(len) if tty => Some(len.min(screen)),
-        Some(len) if len > MAX_PIPE_LEN => {
-            return Err(failure(format!(
-                "cannot watch region \"{}\": --len {len} is more than the {MAX_PIPE_LEN} bytes watch follows at once; move the window with --offset",
-                args.name
-            )))
+/// `watch`, resolved: what to follow and how to show it.
+struct Watch {
+    name: String,
+    offset: u64,
+    /// The bytes followed: what fits the screen, or what was asked.
+    len: Option<u64>,
+    interval: Duration,
+    encoding: EncodingArgs,
+    tty: bool,
+    colour: bool,
+    /// How long a change stays marked.
+    hold: Duration,
+}
+
+impl Watch {
+    fn resolve(args: WatchArgs) -> CmdResult<Watch> {
+        let tty = io::stdout().is_terminal();
+        // Each look copies the range and keeps per-byte change marks, so
+        // the range is what can be shown: a terminal's worth, or at most
+        // MAX_PIPE_LEN bytes into a pipe.
+        let screen = (rows_that_fit() * hexdump::WIDTH) as u64;
+        let len = match args.len {
+            Some(len) if tty => Some(len.min(screen)),
+            Some(len) if len > MAX_PIPE_LEN => {
+                return Err(failure(format!(
+                    "cannot watch region \"{}\": --len {len} is more than the {MAX_PIPE_LEN} bytes watch follows at once; move the window with --offset",
+                    args.name
+                )))
+            }
+            Some(len) => Some(len),
+            None if tty => Some(screen),
+            None => Some(PIPE_DEFAULT_LEN),
+        };
+        // A missing name or a range past the end is an error at the start;
+        // later looks fit the range to the region as it is then.
+        let region = Region::open(&args.name, Access::ReadOnly)?;
+        check_range("watch", &args.name, region.size(), args.offset, args.len)?;
+        Ok(Watch {
+            name: args.name,
+            offset: args.offset,
+            len,
+            interval: args.interval,
+            encoding: args.encoding,
+            tty,
+            colour: colour_on_stdout(),
+            // On a terminal a change stays marked long enough to be seen.
+            hold: if tty {
+                args.interval.max(MIN_HIGHLIGHT)
+            } else {
+                Duration::ZERO
+            },
+        })
+    }
+
+    fn run(self, stop: Receiver<()>) -> CmdResult {
+        let Some((mut size, mut bytes)) = look(&self.name, self.offset, self.len)? else {
+            eprintln!("memlink: region \"{}\" went away", self.name);
+            return Ok(());
+        };
+        let mut screen = Screen {
+            out: io::stdout(),
+            tty: self.tty,
+            drawn: false,
+        };
+        let mut changes = Changes::default();
+        let mut number = 0;
+        let end = loop {
+            number += 1;
+            let now = Instant::now();
+            let (changed, count) = changes.update(&bytes, now, self.hold);
+            let frame = Frame {
+                name: &self.name,
+                size,
+                offset: self.offset,
+                bytes: &bytes,
+                changed: &changed,
+                interval: self.interval,
+                number,
+                last_change: changes.last,
+                colour: self.colour,
+                max_lines: if self.tty {
+                    rows_that_fit()
+                } else {
+                    usize::MAX
+                },
+                encoding: self.encoding.for_reading(&bytes),
+            };
+            screen.draw(&frame.lines(), count > 0)?;
+
+            match stop.recv_timeout(self.interval) {
+                Ok(()) | Err(RecvTimeoutError::Disconnected) => break End::Interrupted,
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            match look(&self.name, self.offset, self.len)? {
+                Some((s, b)) => (size, bytes) = (s, b),
+                None => break End::Gone,
+            }
+        };
+        screen.restore()?;
+        drop(screen);
+        match end {
+            End::Interrupted => {
+                if self.tty {
+                    println!();
+                }
+            }
+            End::Gone => eprintln!("memlink: region \"{}\" went away", self.name),
         }
-        Some(len) => Some(len),
-        None if tty => Some(screen),
-        None => Some(PIPE_DEFAULT_LEN),
-    };
-    // A missing name or a range past the end is an error at the start;
-    // later looks fit the range to the region as it is then.
-    let region = Region::open(&args.name, Access::ReadOnly)?;
-    check_range("watch", &args.name, region.size(), args.offset, args.len)?;
-    drop(region);
-    let Some((mut size, mut bytes)) = look(&args.name, args.offset, len)? else {
-        eprintln!("memlink: region \"{}\" went away", args.name);
-        return Ok(());
-    };
-    let mut screen = Screen {
-        out: io::stdout(),
-        tty,
-        drawn: false,
-    };
-    let mut previous: Option<Vec<u8>> = None;
-    let mut changed_at: Vec<Option<Instant>> = Vec::new();
-    let mut last_change = None;
-    let mut number = 0;
-    // On a terminal a change stays marked long enough to be seen.
-    let hold = if tty {
-        args.interval.max(MIN_HIGHLIGHT)
-    } else {
-        Duration::ZERO
-    };
-    let end = loop {
-        number += 1;
-        let now = Instant::now();
-        changed_at.resize(bytes.len(), None);
+        Ok(())
+    }
+}
+
+/// What changed between looks, and when.
+#[derive(Default)]
+struct Changes {
+    previous: Option<Vec<u8>>,
+    changed_at: Vec<Option<Instant>>,
+    /// When bytes last changed, and how many.
+    last: Option<(Instant, usize)>,
+}
+
+impl Changes {
+    /// Takes in a look at `now`; returns which bytes to mark (changed
+    /// within `hold`, or now) and how many changed now.
+    fn update(&mut self, bytes: &[u8], now: Instant, hold: Duration) -> (Vec<bool>, usize) {
+        self.changed_at.resize(bytes.len(), None);
         let mut count = 0;
-        if let Some(before) = &previous {
+        if let Some(before) = &self.previous {
             for (i, byte) in bytes.iter().enumerate() {
                 if before.get(i) != Some(byte) {
-                    changed_at[i] = Some(now);
+                    self.changed_at[i] = Some(now);
                     count += 1;
                 }
             }
         }
         if count > 0 {
-            last_change = Some((now, count));
+            self.last = Some((now, count));
         }
-        let changed: Vec<bool> = changed_at
+        self.previous = Some(bytes.to_vec());
+        let marked = self
+            .changed_at
             .iter()
             .map(|at| at.is_some_and(|at| at == now || now - at < hold))
             .collect();
-        let frame = Frame {
-            name: &args.name,
-            size,
-            offset: args.offset,
-            bytes: &bytes,
-            changed: &changed,
-            interval: args.interval,
-            number,
-            last_change,
-            colour,
-            max_lines: if tty { rows_that_fit() } else { usize::MAX },
-        };
-        screen.draw(&frame.lines(), count > 0)?;
-        previous = Some(bytes);
-
-        match stop.recv_timeout(args.interval) {
-            Ok(()) | Err(RecvTimeoutError::Disconnected) => break End::Interrupted,
-            Err(RecvTimeoutError::Timeout) => {}
-        }
-        match look(&args.name, args.offset, len)? {
-            Some((s, b)) => (size, bytes) = (s, b),
-            None => break End::Gone,
-        }
-    };
-    screen.restore()?;
-    drop(screen);
-    match end {
-        End::Interrupted => {
-            if tty {
-                println!();
-            }
-        }
-        End::Gone => eprintln!("memlink: region \"{}\" went away", args.name),
+        (marked, count)
     }
-    Ok(())
+}
+
+pub fn run(args: WatchArgs) -> CmdResult {
+    let stop = signals::termination()?;
+    Watch::resolve(args)?.run(stop)
 }

@@ -19,7 +19,16 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
 fn a_held_region_is_read_written_and_inspected_by_other_processes() {
     let name = unique("cycle");
     let mut held = Held::start(
-        &["create", &name, "--size", "4KiB", "--text", "hello, world"],
+        &[
+            "create",
+            &name,
+            "--size",
+            "4KiB",
+            "--text",
+            "hello, world",
+            "--encoding",
+            "utf-8",
+        ],
         "holding it",
     );
     assert_eq!(
@@ -219,22 +228,34 @@ fn reads_and_writes_past_the_end_say_the_size() {
         )
     );
     assert_eq!(
-        run(&["write", &name, "--offset", "4090", "--text", "0123456789"]).fails(1),
+        run(&[
+            "write",
+            &name,
+            "--offset",
+            "4090",
+            "--text",
+            "0123456789",
+            "-e",
+            "utf-8"
+        ])
+        .fails(1),
         format!(
             "memlink: cannot write region \"{name}\": 11 bytes at offset 4090 go past the end \
              (the region's size is 4096 bytes)"
         )
     );
     // A text that fits only without its NUL gets a hint.
-    let stderr = run(&["write", &name, "--offset", "4091", "--text", "abcde"])
-        .fails(1)
-        .to_owned();
+    let stderr = run(&[
+        "write", &name, "--offset", "4091", "--text", "abcde", "-e", "utf-8",
+    ])
+    .fails(1)
+    .to_owned();
     assert!(
         stderr.ends_with("; the text fits without its NUL (--no-nul)"),
         "{stderr}"
     );
     run(&[
-        "write", &name, "--offset", "4091", "--text", "abcde", "--no-nul",
+        "write", &name, "--offset", "4091", "--text", "abcde", "--no-nul", "-e", "utf-8",
     ])
     .ok();
     assert_eq!(run(&["read", &name, "--offset", "4091"]).ok(), "abcde\n");
@@ -244,7 +265,7 @@ fn reads_and_writes_past_the_end_say_the_size() {
 fn a_text_too_big_for_the_size_makes_nothing() {
     let name = unique("toobig");
     assert_eq!(
-        run(&["create", &name, "--size", "4", "--text", "four"]).fails(1),
+        run(&["create", &name, "--size", "4", "--text", "four", "-e", "utf-8"]).fails(1),
         format!(
             "memlink: cannot create region \"{name}\": 5 bytes (the text and its NUL) \
              do not fit in 4 bytes"
@@ -288,4 +309,283 @@ fn a_reader_that_leaves_early_ends_the_output_quietly() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stderr), "");
+}
+
+/// `text` as a UNICODE Win32 program keeps it: UTF-16LE and a two-byte NUL.
+fn wide(text: &str) -> Vec<u8> {
+    let mut bytes: Vec<u8> = text.encode_utf16().flat_map(u16::to_le_bytes).collect();
+    bytes.extend_from_slice(&[0, 0]);
+    bytes
+}
+
+#[test]
+fn wide_text_as_the_seeds_write_it_reads_as_text() {
+    let name = unique("wide");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    // The bytes the seeds' process 1 leaves in the mapping.
+    run_with_input(&["write", &name, "-"], &wide("Hello from process 1")).ok();
+    assert_eq!(run(&["read", &name]).ok(), "Hello from process 1\n");
+    assert_eq!(
+        run(&["read", &name, "--utf16"]).ok(),
+        "Hello from process 1\n"
+    );
+    // Asked for UTF-8, the same bytes are one letter and a NUL.
+    assert_eq!(run(&["read", &name, "--encoding", "utf-8"]).ok(), "H\n");
+    // A text written over them keeps their encoding, for their process 2.
+    run(&["write", &name, "--text", "Hello from memlink"]).ok();
+    let raw = run(&["read", &name, "--raw", "--len", "38"]);
+    raw.ok();
+    assert_eq!(raw.bytes, wide("Hello from memlink"));
+    // Non-ASCII text, both ways.
+    run(&["write", &name, "--text", "wide é and 你好", "--utf16"]).ok();
+    assert_eq!(
+        run(&["read", &name, "-e", "utf-16le"]).ok(),
+        "wide é and 你好\n"
+    );
+    run(&["write", &name, "--text", "narrow é", "-e", "utf-8"]).ok();
+    assert_eq!(run(&["read", &name]).ok(), "narrow é\n");
+    assert_eq!(run(&["read", &name, "--len", "3"]).ok(), "nar\n");
+}
+
+#[test]
+fn new_text_is_wide_on_windows_and_utf8_elsewhere() {
+    let name = unique("native");
+    let held = Held::start(
+        &["create", &name, "--size", "4K", "--text", "Hi"],
+        "holding it",
+    );
+    let raw = run(&["read", &name, "--raw", "--len", "6"]);
+    raw.ok();
+    if cfg!(windows) {
+        assert_eq!(
+            held.seen[1],
+            "wrote 6 bytes (the text in UTF-16LE and its NUL) at offset 0"
+        );
+        assert_eq!(raw.bytes, wide("Hi"));
+    } else {
+        assert_eq!(
+            held.seen[1],
+            "wrote 3 bytes (the text and its NUL) at offset 0"
+        );
+        assert_eq!(raw.bytes, b"Hi\0\0\0\0");
+    }
+    assert_eq!(run(&["read", &name]).ok(), "Hi\n");
+    let utf16 = run(&[
+        "create",
+        &unique("toowide"),
+        "--size",
+        "4",
+        "--utf16",
+        "--text",
+        "four",
+    ]);
+    assert_eq!(
+        utf16.fails(1),
+        format!(
+            "memlink: cannot create region \"{}\": 10 bytes (the text in UTF-16LE and its NUL) \
+             do not fit in 4 bytes",
+            unique("toowide")
+        )
+    );
+    assert_eq!(run(&["read", &name, "--encoding", "latin-1"]).code, Some(2));
+}
+
+#[test]
+fn wait_returns_once_the_name_exists_and_times_out_with_124() {
+    let name = unique("waitfor");
+    assert_eq!(
+        run(&["wait", &name, "--timeout", "100ms"]).fails(124),
+        format!("memlink: cannot wait for \"{name}\": it did not appear within 100ms")
+    );
+    let mut waiter = support::memlink(&["wait", &name, "--timeout", "60s"])
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let status = support::wait_with_deadline(&mut waiter);
+    assert_eq!(status.code(), Some(0));
+}
+
+#[test]
+fn lock_runs_a_command_holding_the_mutex_and_exits_as_it_does() {
+    let name = unique("lock");
+    // The command's exit status is lock's.
+    run(&["lock", &name, "--", support::BIN, "--version"]).ok();
+    assert_eq!(
+        run(&["lock", &name, "--", support::BIN, "frobnicate"]).code,
+        Some(2)
+    );
+    // Held by another process: a timed lock gives up with 124.
+    let _holder = Held::start(&["lock", &name], "locked mutex");
+    let busy = run(&[
+        "lock",
+        &name,
+        "--timeout",
+        "100ms",
+        "--",
+        support::BIN,
+        "--version",
+    ]);
+    assert_eq!(busy.code, Some(124), "{}", busy.stderr);
+    assert!(
+        busy.stdout.is_empty(),
+        "the command must not run: {}",
+        busy.stdout
+    );
+}
+
+#[test]
+fn events_are_set_reset_and_waited_on_from_the_command_line() {
+    let name = unique("event");
+    let event = memlink::Event::create(&name, memlink::EventReset::Manual, false).unwrap();
+    assert_eq!(
+        run(&["event", "wait", &name, "--timeout", "50ms"]).code,
+        Some(124)
+    );
+    run(&["event", "set", &name]).ok();
+    assert!(event.try_wait().unwrap(), "set by the command");
+    run(&["event", "wait", &name, "--timeout", "5s"]).ok();
+    run(&["event", "reset", &name]).ok();
+    assert!(!event.try_wait().unwrap(), "reset by the command");
+    assert_eq!(
+        run(&["event", "set", &unique("noevent")]).fails(1),
+        format!(
+            "memlink: cannot open event \"{}\": not found",
+            unique("noevent")
+        )
+    );
+}
+
+#[test]
+fn semaphores_are_released_and_waited_on_from_the_command_line() {
+    let name = unique("sem");
+    let semaphore = memlink::Semaphore::create(&name, 0, 4).unwrap();
+    assert_eq!(run(&["semaphore", "release", &name, "-n", "2"]).ok(), "0\n");
+    run(&["semaphore", "wait", &name, "--timeout", "5s"]).ok();
+    run(&["semaphore", "wait", &name]).ok();
+    assert_eq!(
+        run(&["semaphore", "wait", &name, "--timeout", "50ms"]).code,
+        Some(124)
+    );
+    assert_eq!(
+        semaphore.release(1).unwrap(),
+        0,
+        "both taken by the commands"
+    );
+    assert!(run(&["semaphore", "release", &name, "-n", "9"])
+        .fails(1)
+        .starts_with(&format!("memlink: cannot release semaphore \"{name}\"")));
+}
+
+#[test]
+fn a_background_create_that_fails_says_why_and_exits_as_create_would() {
+    let name = unique("bgtaken");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    assert_eq!(
+        run(&["create", &name, "--size", "4K", "--background"]).fails(1),
+        format!("memlink: cannot create region \"{name}\": already exists")
+    );
+}
+
+#[test]
+fn small_things_read_right() {
+    let name = unique("small");
+    let held = Held::start(
+        &[
+            "create", &name, "--size", "0x1", "--text", "", "-e", "utf-8",
+        ],
+        "holding it",
+    );
+    assert!(
+        held.seen[0].contains(": 1 byte, lifetime"),
+        "{:?}",
+        held.seen
+    );
+    assert_eq!(
+        held.seen[1],
+        "wrote 1 byte (the text and its NUL) at offset 0"
+    );
+    let huge = run(&["create", &unique("huge"), "--size", "18446744073709551615"]);
+    assert!(
+        huge.fails(2).contains("a region can have at most"),
+        "{}",
+        huge.stderr
+    );
+    let long = "a".repeat(5000);
+    assert_eq!(
+        run(&["demo", "--name", &name, "--text", &long, "-e", "utf-8"]).fails(1),
+        format!(
+            "memlink: cannot create region \"{name}\": 5001 bytes (the text in UTF-8 and its \
+             NUL) do not fit in 4096 bytes"
+        )
+    );
+}
+
+/// The README's command table names every long option of these commands.
+#[test]
+fn the_readme_command_table_names_every_option() {
+    let readme = include_str!("../../../README.md");
+    let table = &readme[readme
+        .find("| command | what it does |")
+        .expect("the table")..];
+    let table = &table[..table.find("\n\n").unwrap_or(table.len())];
+    for command in ["create", "read", "write", "watch", "wait", "lock"] {
+        let help = run(&[command, "--help"]);
+        for word in help
+            .ok()
+            .split(|c: char| !(c.is_ascii_alphanumeric() || c == '-'))
+        {
+            if word.starts_with("--")
+                && word.len() > 2
+                && !matches!(word, "--help" | "--version" | "--color")
+            {
+                assert!(
+                    table.contains(word),
+                    "the README's table lacks `{command} {word}`"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn create_in_the_background_returns_once_the_region_exists() {
+    for round in 0..3 {
+        let name = unique(&format!("bg{round}"));
+        let started = run(&["create", &name, "--size", "4K", "--background"]);
+        let pid: u32 = started
+            .ok()
+            .trim()
+            .parse()
+            .expect("only the pid is printed");
+        // At once, with no wait of its own: the region exists.
+        run(&["write", &name, "--text", "hi"]).ok();
+        assert_eq!(run(&["read", &name]).ok(), "hi\n");
+        // Ended as a user would end it, the holder closes the region.
+        let pid = pid.to_string();
+        let (program, args) = if cfg!(windows) {
+            ("taskkill", vec!["/F", "/PID", pid.as_str()])
+        } else {
+            ("kill", vec![pid.as_str()])
+        };
+        let status = std::process::Command::new(program)
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{program} {pid}");
+        let deadline = std::time::Instant::now() + support::DEADLINE;
+        while run(&["read", &name]).code == Some(0) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the background holder kept {name}"
+            );
+            // The holder's end has nothing to block on from here.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert_eq!(
+            run(&["read", &name]).fails(1),
+            format!("memlink: cannot open region \"{name}\": not found")
+        );
+    }
 }

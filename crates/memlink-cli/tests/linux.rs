@@ -620,6 +620,213 @@ fn other_memlink_objects_are_listed_with_their_kind_and_state() {
     assert!(listed(&name).is_none());
 }
 
+/// Runs a bash `script` in a private mount namespace with a tmpfs of
+/// `size` on /dev/shm (never the real one), `$M` being memlink; returns
+/// its stdout and stderr. `None` where namespaces are not available.
+fn in_small_shm(size: &str, script: &str) -> Option<(String, String)> {
+    let out = Command::new("unshare")
+        .args(["-m", "bash", "-c"])
+        .arg(format!(
+            "set -o pipefail; mount -t tmpfs -o size={size} tmpfs /dev/shm || exit 99; {script}"
+        ))
+        .env("M", BIN)
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    if out.status.code() == Some(99)
+        || String::from_utf8_lossy(&out.stderr).contains("unshare failed")
+    {
+        eprintln!("no private mount namespace here; skipped");
+        return None;
+    }
+    Some((
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+#[test]
+fn a_3_tib_region_is_dumped_in_chunks_and_head_ends_it() {
+    let Some((stdout, stderr)) = in_small_shm(
+        "64M",
+        "$M create big --size 3T --no-reserve --persistent >/dev/null &&
+         $M read big --hex -v | head -2; echo \"status ${PIPESTATUS[0]}\"
+         $M read big --hex --offset 0x2ffffffffe0 | tail -1
+         df --output=used -B1 /dev/shm | tail -1",
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 5, "{stdout}\n{stderr}");
+    assert!(lines[0].starts_with("00000000000: 0000"), "{stdout}");
+    assert!(lines[1].starts_with("00000000010: 0000"), "{stdout}");
+    assert_eq!(lines[2], "status 0", "{stderr}");
+    assert!(lines[3].starts_with("2fffffffff0: 0000"), "{stdout}");
+    let used: u64 = lines[4].trim().parse().unwrap();
+    assert!(used <= 1 << 20, "reading took {used} bytes of /dev/shm");
+}
+
+#[test]
+fn reading_a_sparse_region_takes_no_space_and_a_write_that_does_not_fit_is_an_error() {
+    let Some((stdout, stderr)) = in_small_shm(
+        "64M",
+        "$M create big --size 1G --no-reserve --persistent >/dev/null &&
+         $M read big --raw | wc -c; echo \"raw ${PIPESTATUS[0]}\"
+         $M read big --hex | head -2 >/dev/null; echo \"hex ${PIPESTATUS[0]}\"
+         $M read big; echo \"text $?\"
+         df --output=used -B1 /dev/shm | tail -1
+         head -c 100M /dev/zero | $M write big -; echo \"write $?\"",
+    ) else {
+        return;
+    };
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines.len(), 7, "{stdout}\n{stderr}");
+    assert_eq!(lines[0], "1073741824", "{stderr}");
+    assert_eq!(lines[1], "raw 0", "{stderr}");
+    assert_eq!(lines[2], "hex 0", "{stderr}");
+    assert_eq!(lines[4], "text 0", "{stderr}");
+    let used: u64 = lines[5].trim().parse().unwrap();
+    assert!(used <= 1 << 20, "reading took {used} bytes of /dev/shm");
+    assert_eq!(lines[6], "write 1", "{stderr}");
+    assert!(
+        stderr.contains("memlink: cannot write region \"big\""),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn color_always_keeps_the_state_colour_under_no_color() {
+    let name = unique("colour");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let _turn = scanning();
+    let out = support::memlink(&["--color", "always", "ls"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout
+        .lines()
+        .find(|l| l.contains(&name))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    // Green: crossterm's Color::Green.
+    assert!(line.contains("\x1b[38;5;10m"), "{line:?}");
+}
+
+/// The README's Python warning, both halves: an attaching CPython (before
+/// 3.13) unlinks a live region's name when it exits; unregistering it from
+/// the resource tracker, the workaround the README gives, keeps the name.
+#[test]
+fn the_readme_python_workaround_keeps_a_live_regions_name() {
+    let python = Command::new("python3")
+        .arg("-c")
+        .arg("import sys; print(sys.version_info >= (3, 13))")
+        .output();
+    let Ok(python) = python else {
+        eprintln!("skipped: python3 is not installed");
+        return;
+    };
+    let name = unique("pytracker");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let attach = |unregister: bool| {
+        let script = format!(
+            "from multiprocessing import shared_memory, resource_tracker\n\
+             shm = shared_memory.SharedMemory({name:?})\n\
+             if {unregister}: resource_tracker.unregister(shm._name, 'shared_memory')\n\
+             shm.close()\n",
+            unregister = if unregister { "True" } else { "False" }
+        );
+        // The tracker unlinks when the Python process ends, before this
+        // returns: it runs in a process Python waits for at exit.
+        let out = Command::new("python3")
+            .args(["-c", &script])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    attach(true);
+    run(&["read", &name]).ok();
+    if String::from_utf8_lossy(&python.stdout).trim() == "False" {
+        attach(false);
+        assert_eq!(
+            run(&["read", &name]).fails(1),
+            format!("memlink: cannot open region \"{name}\": not found"),
+            "CPython before 3.13 unlinked the name, as the README warns"
+        );
+    }
+}
+
+/// The hint after a persistent create is shell-quoted: pasted into a shell,
+/// it removes exactly that name.
+#[test]
+fn the_rm_hint_can_be_pasted_into_a_shell() {
+    let name = format!("Global\\{}", unique("quoted"));
+    let out = run(&["create", &name, "--size", "4K", "--persistent"]);
+    let hint = out
+        .ok()
+        .lines()
+        .find_map(|l| l.strip_prefix("it stays until `")?.strip_suffix('`'))
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .to_owned();
+    let command = hint.replacen("memlink", BIN, 1);
+    let status = Command::new("sh").args(["-c", &command]).status().unwrap();
+    assert!(status.success(), "{hint}");
+    assert_eq!(
+        run(&["read", &name]).fails(1),
+        format!("memlink: cannot open region \"{name}\": not found")
+    );
+}
+
+#[test]
+fn watch_shows_wide_text_a_character_per_two_bytes() {
+    let name = unique("watchwide");
+    let _held = Held::start(
+        &[
+            "create",
+            &name,
+            "--size",
+            "32",
+            "--text",
+            "Hello wide",
+            "--utf16",
+        ],
+        "holding it",
+    );
+    let mut watch = Held::start(&["watch", &name, "--interval", "20ms"], "memlink watch");
+    // Detected, as `read` does; --encoding utf-8 would show H.e.l.l.o. ...
+    watch.wait_for("|Hello wi|");
+    run(&["write", &name, "--text", "Howdy"]).ok();
+    let line = watch.wait_for("|Howdy.wi|");
+    assert!(line.starts_with("00000000  48 00*6f 00"), "{line}");
+    drop(watch);
+    let mut narrow = Held::start(
+        &["watch", &name, "--interval", "20ms", "-e", "utf-8"],
+        "memlink watch",
+    );
+    narrow.wait_for("|H.o.w.d.y...w.i.|");
+}
+
+#[test]
+fn lock_says_when_the_last_holder_died_holding_the_mutex() {
+    let name = unique("abandoned");
+    let mut holder = Held::start(&["lock", &name], "locked mutex");
+    // A second holder keeps the mutex's name while the first is killed.
+    let _keeper = memlink::Mutex::open(&name).unwrap();
+    holder.kill();
+    let after = run(&["lock", &name, "--timeout", "5s", "--", BIN, "--version"]);
+    after.ok();
+    assert_eq!(
+        after.stderr.trim_end(),
+        format!(
+            "memlink: warning: mutex \"{name}\" was abandoned: its last holder died holding it"
+        )
+    );
+}
+
 /// `memlink args...` as the user `nobody`, through `setpriv`; `None` where
 /// that cannot be done (not root, no `setpriv`).
 fn run_as_nobody(args: &[&str]) -> Option<support::Run> {

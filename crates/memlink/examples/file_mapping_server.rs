@@ -1,5 +1,8 @@
-//! The second seed's server: creates a named region, maps a view at an
-//! offset, writes a message into it and holds the region until Enter.
+//! The second seed's server: creates a named region, maps a view at the
+//! seed's offset, writes the seed's message into it as the seed does (a
+//! wide string: UTF-16LE and a two-byte NUL) and holds the region until
+//! Enter. The seed's own client, or `file_mapping_client`, or
+//! `memlink read 'Local\SampleMap'` reads it.
 //!
 //! Run `cargo run --example file_mapping_server`, then, in another terminal,
 //! `cargo run --example file_mapping_client`.
@@ -8,8 +11,9 @@ use memlink::Region;
 
 const MAP_NAME: &str = "Local\\SampleMap";
 const MAP_SIZE: u64 = 65536;
-/// Any offset works: memlink aligns the OS mapping itself.
-const VIEW_OFFSET: u64 = 100;
+/// The seed's: MapViewOfFile needs an offset that is a multiple of the
+/// allocation granularity (memlink would take any).
+const VIEW_OFFSET: u64 = 0;
 const VIEW_SIZE: u64 = 1024;
 const MESSAGE: &str = "Message from the first process.";
 
@@ -30,9 +34,14 @@ fn main() {
         }
     };
     println!("The file view is mapped");
-    let mut text = MESSAGE.as_bytes().to_vec();
-    text.push(0); // NUL-terminated, as the seed's C string is
-    if let Err(e) = view.write_at(0, &text) {
+    // (wcslen(pszMessage) + 1) * sizeof(*pszMessage) bytes, as the seed
+    // copies: its wchar_t text and NUL.
+    let wide: Vec<u8> = MESSAGE
+        .encode_utf16()
+        .chain([0])
+        .flat_map(u16::to_le_bytes)
+        .collect();
+    if let Err(e) = view.write_at(0, &wide) {
         eprintln!("{e}");
         std::process::exit(1);
     }

@@ -291,7 +291,7 @@ impl fmt::Display for Error {
                 "cannot {} {} \"{}\": ",
                 self.operation,
                 self.object.map_or("object", ObjectKind::as_str),
-                self.name
+                Printable(&self.name)
             )?,
         }
         f.write_str(self.kind.describe())?;
@@ -301,6 +301,23 @@ impl fmt::Display for Error {
         if let Some(source) = &self.source {
             if self.kind == ErrorKind::Os || self.detail.is_some() {
                 write!(f, " ({source})")?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A name as it can be shown: control characters (a NUL, a newline) as
+/// escapes such as `\0`, the rest as it is.
+struct Printable<'a>(&'a str);
+
+impl fmt::Display for Printable<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for c in self.0.chars() {
+            match c {
+                '\0' => f.write_str("\\0")?,
+                c if c.is_control() => write!(f, "{}", c.escape_default())?,
+                c => write!(f, "{c}")?,
             }
         }
         Ok(())
@@ -350,3 +367,22 @@ fn classify(err: &io::Error) -> ErrorKind {
 
 /// The crate's result type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_in_names_are_shown_escaped() {
+        let err = Error::new(
+            Operation::Open,
+            ObjectKind::Region,
+            "a\0b\nc\\d",
+            ErrorKind::InvalidName,
+        );
+        assert_eq!(
+            err.to_string(),
+            "cannot open region \"a\\0b\\nc\\d\": invalid name"
+        );
+    }
+}

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::ops::{Bound, RangeBounds};
+use std::sync::atomic::{fence, AtomicU32, AtomicU64, Ordering};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
@@ -364,8 +365,10 @@ impl fmt::Debug for Region {
 /// The bytes are shared with every process that maps the region and may
 /// change under the view at any time, so the view does not hand out `&[u8]`
 /// (the compiler may assume such a slice never changes): it copies bytes
-/// out with [`read_at`](View::read_at) or [`to_vec`](View::to_vec), or gives
-/// the address for atomics. [`as_slice`](View::as_slice) is there, unsafe,
+/// out with [`read_at`](View::read_at) or [`to_vec`](View::to_vec), and
+/// loads atomics with [`load_u32`](View::load_u32) and
+/// [`load_u64`](View::load_u64) ([`ViewMut::atomic_u64`] and friends lend
+/// `&AtomicU64` itself). [`as_slice`](View::as_slice) is there, unsafe,
 /// for callers who keep writers away by other means.
 ///
 /// ```
@@ -445,6 +448,37 @@ macro_rules! view_common {
                 Ok(())
             }
 
+            /// The address of the `A` at `at`, checked to be inside the view
+            /// and aligned for `A`.
+            fn atomic_ptr<A>(&self, at: usize) -> Result<*mut u8> {
+                let size = std::mem::size_of::<A>();
+                check_within(
+                    &self.name,
+                    Operation::Read,
+                    self.offset,
+                    self.len(),
+                    at,
+                    size,
+                )?;
+                // In bounds: just checked.
+                let ptr = self.mapping.as_ptr().wrapping_add(at);
+                let align = std::mem::align_of::<A>();
+                if ptr.align_offset(align) != 0 {
+                    return Err(Error::new(
+                        Operation::Read,
+                        ObjectKind::Region,
+                        self.name.given(),
+                        ErrorKind::InvalidArgument,
+                    )
+                    .with_detail(format!(
+                        "an atomic of {size} bytes needs {align}-byte alignment; byte {at} of \
+                         the view (offset {} in the region) is not aligned",
+                        self.offset + at as u64
+                    )));
+                }
+                Ok(ptr)
+            }
+
             /// A copy of the view's bytes as they are now.
             pub fn to_vec(&self) -> Vec<u8> {
                 let mut copy = vec![0; self.len()];
@@ -483,7 +517,107 @@ macro_rules! view_common {
 view_common!(View);
 view_common!(ViewMut);
 
+impl View {
+    /// The `u32` at `at` (relative to the view), loaded atomically with
+    /// acquire ordering: it pairs with a release store (or stronger) by
+    /// whoever wrote it, in this process or another, so what that writer
+    /// wrote before the store is visible after this load.
+    ///
+    /// `at` must be 4-byte aligned in memory (an offset into the region
+    /// that is a multiple of 4 is) and the 4 bytes inside the view, or it
+    /// is an [`ErrorKind::InvalidArgument`] error. A read-only view gives
+    /// no `&AtomicU32` (as [`ViewMut::atomic_u32`] does): its pages cannot
+    /// be written, and a store through one would fault.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use memlink::{Access, Region};
+    /// # let name = format!("memlink-doc-load-{}", std::process::id());
+    /// let region = Region::create(&name, 4096)?;
+    /// let writer = region.map_mut(..)?;
+    /// writer.atomic_u32(8)?.store(7, Ordering::Release);
+    ///
+    /// let reader = Region::open(&name, Access::ReadOnly)?.map(..)?;
+    /// assert_eq!(reader.load_u32(8)?, 7);
+    /// assert!(reader.load_u32(6).is_err(), "not aligned");
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn load_u32(&self, at: usize) -> Result<u32> {
+        let ptr = self.atomic_ptr::<AtomicU32>(at)?;
+        // SAFETY: `atomic_ptr` checked that the 4 bytes are inside the
+        // mapping, which lives as long as `self`, and aligned for an
+        // AtomicU32. Only a relaxed load is made through it, which Rust
+        // allows on read-only memory for this size on every target that
+        // has AtomicU32 lock-free (std::sync::atomic, "Atomic accesses to
+        // read-only memory"); the fence below supplies the acquire.
+        let value = unsafe { AtomicU32::from_ptr(ptr.cast()) }.load(Ordering::Relaxed);
+        // Pairs with the writer's release store: later reads see what it
+        // wrote before the store.
+        fence(Ordering::Acquire);
+        Ok(value)
+    }
+
+    /// The `u64` at `at`, loaded as [`load_u32`](View::load_u32) loads a
+    /// `u32`; `at` must be 8-byte aligned in memory.
+    pub fn load_u64(&self, at: usize) -> Result<u64> {
+        let ptr = self.atomic_ptr::<AtomicU64>(at)?;
+        // SAFETY: as in `load_u32`, for 8 aligned bytes inside the mapping;
+        // a relaxed 8-byte load is allowed on read-only memory on the
+        // 64-bit targets that have AtomicU64 lock-free.
+        let value = unsafe { AtomicU64::from_ptr(ptr.cast()) }.load(Ordering::Relaxed);
+        // Pairs with the writer's release store, as in `load_u32`.
+        fence(Ordering::Acquire);
+        Ok(value)
+    }
+}
+
 impl ViewMut {
+    /// The 4 bytes at `at` (relative to the view) as an [`AtomicU32`], for
+    /// counters and flags shared with other processes.
+    ///
+    /// `at` must be 4-byte aligned in memory (an offset into the region
+    /// that is a multiple of 4 is: views start on a page boundary, plus
+    /// their offset) and the 4 bytes inside the view, or it is an
+    /// [`ErrorKind::InvalidArgument`] error. The atomic borrows the view,
+    /// so [`write_at`](ViewMut::write_at) and [`fill`](ViewMut::fill)
+    /// cannot touch it meanwhile; other processes and views should use the
+    /// same bytes only atomically too.
+    ///
+    /// ```
+    /// use std::sync::atomic::Ordering;
+    /// use memlink::{Access, Region};
+    /// # let name = format!("memlink-doc-atomic-{}", std::process::id());
+    /// let region = Region::create(&name, 4096)?;
+    /// let view = region.map_mut(..)?;
+    /// let counter = view.atomic_u64(64)?;
+    /// counter.fetch_add(1, Ordering::AcqRel);
+    ///
+    /// // Another process (here another view) sees the same counter.
+    /// let other = Region::open(&name, Access::ReadWrite)?.map_mut(64..72)?;
+    /// assert_eq!(other.atomic_u64(0)?.load(Ordering::Acquire), 1);
+    /// assert!(view.atomic_u64(4).is_err(), "not 8-byte aligned");
+    /// assert!(view.atomic_u64(4092).is_err(), "past the end");
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn atomic_u32(&self, at: usize) -> Result<&AtomicU32> {
+        let ptr = self.atomic_ptr::<AtomicU32>(at)?;
+        // SAFETY: `atomic_ptr` checked that the 4 bytes are inside the
+        // mapping and aligned for an AtomicU32; the mapping is readable and
+        // writable and lives as long as `self`, and the returned reference
+        // cannot outlive `self`. In this process the bytes are reached otherwise
+        // only through `&mut self` methods, which the borrow excludes.
+        Ok(unsafe { AtomicU32::from_ptr(ptr.cast()) })
+    }
+
+    /// The 8 bytes at `at` as an [`AtomicU64`], as
+    /// [`atomic_u32`](ViewMut::atomic_u32) gives 4; `at` must be 8-byte
+    /// aligned in memory.
+    pub fn atomic_u64(&self, at: usize) -> Result<&AtomicU64> {
+        let ptr = self.atomic_ptr::<AtomicU64>(at)?;
+        // SAFETY: as in `atomic_u32`, for 8 aligned bytes.
+        Ok(unsafe { AtomicU64::from_ptr(ptr.cast()) })
+    }
+
     /// The address of the first byte, writable.
     pub fn as_mut_ptr(&mut self) -> *mut u8 {
         self.mapping.as_ptr()

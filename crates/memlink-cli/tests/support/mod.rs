@@ -217,3 +217,20 @@ impl Drop for Held {
         self.kill();
     }
 }
+
+/// Waits (with the deadline) for a child started by a test to end.
+#[track_caller]
+pub fn wait_with_deadline(child: &mut Child) -> std::process::ExitStatus {
+    let start = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > DEADLINE {
+            let _ = child.kill();
+            panic!("the child did not end within {DEADLINE:?}");
+        }
+        // A child's end has no channel to block on portably; look often.
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
