@@ -70,9 +70,13 @@ def test_permission_denied(name, child):
 
     if os.geteuid() != 0:
         pytest.skip("needs root to run a child as nobody")
+    as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable]
+    probe = subprocess.run([*as_nobody, "-c", "import memlink"], capture_output=True, timeout=20)
+    if probe.returncode != 0:
+        pytest.skip(f"nobody cannot run this interpreter with memlink: {probe.stderr[-200:]!r}")
     region = memlink.Region.create(name, 4096, mode=0o600)
     done = subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", sys.executable, "-c",
+        [*as_nobody, "-c",
          "import sys, memlink\n"
          "try:\n memlink.Region.open(sys.argv[1])\n"
          "except PermissionError as e:\n print(type(e).__name__)\n",
