@@ -167,17 +167,27 @@ def bench_numpy(repeats):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=20000)
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rounds", type=int, default=5000, help="round trips per batch")
+    parser.add_argument("--batches", type=int, default=7)
+    parser.add_argument("--repeats", type=int, default=5, help="100 MB hand-overs")
     args = parser.parse_args()
-    print(f"64 B round trip between two Python processes ({args.rounds} rounds, mean):")
-    for label, bench in [
+    benches = [
         ("memlink Publisher/Subscriber", bench_memlink),
         ("multiprocessing.Pipe", bench_pipe),
         ("shared_memory + Semaphore ping-pong", bench_shm_lock),
-    ]:
-        bench(min(1000, args.rounds))  # warm-up
-        print(f"  {label:38} {bench(args.rounds) * 1e6:8.2f} us")
+    ]
+    # Batches of the three alternate, so that a busy machine slows them
+    # alike; each figure is the median of the batch means.
+    means = {label: [] for label, _ in benches}
+    for _ in range(args.batches):
+        for label, bench in benches:
+            means[label].append(bench(args.rounds))
+    print(
+        f"64 B round trip between two Python processes "
+        f"(median of {args.batches} batches of {args.rounds}):"
+    )
+    for label, _ in benches:
+        print(f"  {label:38} {statistics.median(means[label]) * 1e6:8.2f} us")
     zero_copy, pickled = bench_numpy(args.repeats)
     print(f"100 MB float64 array to another process (median of {args.repeats}):")
     print(f"  {'memlink region (zero-copy)':38} {zero_copy * 1e3:8.2f} ms")
