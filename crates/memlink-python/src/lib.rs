@@ -216,6 +216,7 @@ fn _memlink(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<pubsub::PyPublisher>()?;
     m.add_class::<pubsub::PySubscriber>()?;
     m.add_class::<pubsub::PySample>()?;
+    m.add_class::<pubsub::PyLoan>()?;
     m.add_class::<ObjectInfo>()?;
     m.add_class::<ServiceInfo>()?;
     m.add_class::<ParticipantInfo>()?;

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Mutex as StdMutex, MutexGuard as StdGuard};
 use std::time::Duration;
 
-use memlink::pubsub::{Overflow, Publisher, Sample, ServiceOptions, Subscriber};
+use memlink::pubsub::{Overflow, Publisher, Sample, SampleMut, ServiceOptions, Subscriber};
 use memlink::ErrorKind;
 use pyo3::buffer::PyUntypedBuffer;
 use pyo3::exceptions::{PyBufferError, PyValueError};
@@ -84,9 +84,12 @@ fn closed(kind: &str, name: &str) -> PyErr {
 /// instead of overwriting what it has not read.
 #[pyclass(module = "memlink", name = "Publisher", frozen)]
 pub struct PyPublisher {
-    // `Publisher` is `Send` but not `Sync`: every use goes through this
-    // lock.
-    inner: StdMutex<Option<Publisher<[u8]>>>,
+    // Boxed so that loans' borrows of it stay valid; `Publisher` is `Send`
+    // but not `Sync`: every use, including a loan's send or drop, goes
+    // through this lock.
+    inner: StdMutex<Option<Box<Publisher<[u8]>>>>,
+    /// Loans alive; changed with `inner` locked, read by `close` with it.
+    loans: AtomicUsize,
     name: String,
 }
 
@@ -94,7 +97,7 @@ impl PyPublisher {
     fn with<T>(&self, f: impl FnOnce(&Publisher<[u8]>) -> PyResult<T>) -> PyResult<T> {
         let inner = lock(&self.inner);
         f(inner
-            .as_ref()
+            .as_deref()
             .ok_or_else(|| closed("publisher", &self.name))?)
     }
 }
@@ -160,7 +163,8 @@ impl PyPublisher {
         )?;
         let publisher = py.detach(|| options.publisher::<[u8]>(name)).py_err()?;
         Ok(PyPublisher {
-            inner: StdMutex::new(Some(publisher)),
+            inner: StdMutex::new(Some(Box::new(publisher))),
+            loans: AtomicUsize::new(0),
             name: name.to_owned(),
         })
     }
@@ -233,10 +237,56 @@ impl PyPublisher {
         }
     }
 
+    /// Loans a slot of ``size`` bytes (zeroed unless ``zero=False``) to
+    /// write a message in place: a writable buffer (``numpy.frombuffer(loan,
+    /// dtype=...)`` writes shared memory directly), then
+    /// :meth:`Loan.send`.  A publisher has at most ``max_loans`` loans at
+    /// once (:class:`LimitReached` past that).
+    #[pyo3(signature = (size, *, zero = true))]
+    fn loan(slf: &Bound<'_, Self>, size: usize, zero: bool) -> PyResult<PyLoan> {
+        let this = slf.get();
+        let inner = lock(&this.inner);
+        let publisher = inner
+            .as_deref()
+            .ok_or_else(|| closed("publisher", &this.name))?;
+        let loan = if zero {
+            publisher.loan_slice(size)
+        } else {
+            publisher.loan_slice_uninit(size)
+        }
+        .py_err()?;
+        this.loans.fetch_add(1, Ordering::Relaxed);
+        // SAFETY: the loan borrows the boxed publisher, which stays where it
+        // is until `close` drops it, and `close` refuses while `loans`
+        // counts this one; the `PyLoan` keeps this object (so the box)
+        // alive and sends or drops the loan under `inner`.
+        let mut loan = Loan(unsafe {
+            std::mem::transmute::<SampleMut<'_, [u8]>, SampleMut<'static, [u8]>>(loan)
+        });
+        Ok(PyLoan {
+            ptr: loan.0.as_mut_ptr(),
+            len: loan.0.len(),
+            loan: Some(loan),
+            publisher: slf.clone().unbind(),
+            exports: AtomicUsize::new(0),
+        })
+    }
+
     /// Leaves the service.  Sent messages stay readable while the service
-    /// lives.  Closing twice does nothing.
-    fn close(&self) {
-        lock(&self.inner).take();
+    /// lives.  Raises ``BufferError`` while loans are out.  Closing twice
+    /// does nothing.
+    fn close(&self) -> PyResult<()> {
+        let mut inner = lock(&self.inner);
+        match self.loans.load(Ordering::Relaxed) {
+            0 => {
+                inner.take();
+                Ok(())
+            }
+            n => Err(PyBufferError::new_err(format!(
+                "cannot close the publisher of \"{}\": {n} loan(s) still out; send or discard them first",
+                self.name
+            ))),
+        }
     }
 
     fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
@@ -244,12 +294,182 @@ impl PyPublisher {
     }
 
     #[pyo3(signature = (*_args))]
-    fn __exit__(&self, _args: &Bound<'_, PyTuple>) {
-        self.close();
+    fn __exit__(&self, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.close()
     }
 
     fn __repr__(&self) -> String {
         format!("<memlink.Publisher {:?}>", self.name)
+    }
+}
+
+/// A loaned slot, written in place and then sent.
+struct Loan(SampleMut<'static, [u8]>);
+
+impl Loan {
+    fn into_sample(self) -> SampleMut<'static, [u8]> {
+        self.0
+    }
+}
+
+// SAFETY: a `Loan` is made, sent and dropped only with its publisher's lock
+// held (see `PyPublisher::inner`), so the publisher's unsynchronised state
+// it touches is never used by two threads at once; the slot it points at
+// is this loan's alone until it is sent.
+unsafe impl Send for Loan {}
+// SAFETY: shared references to it are never used (only its pointer, taken
+// at creation); see `Send`.
+unsafe impl Sync for Loan {}
+
+/// A slot of shared memory loaned by :meth:`Publisher.loan`: a writable
+/// buffer to fill in place, then :meth:`send` (no copy).  Leaving a
+/// ``with`` block without sending, :meth:`discard` or dropping it gives
+/// the slot back.  :meth:`send` and :meth:`discard` raise ``BufferError``
+/// while buffers exported from it exist (the slot must not change once
+/// subscribers read it).
+#[pyclass(module = "memlink", name = "Loan")]
+pub struct PyLoan {
+    loan: Option<Loan>,
+    publisher: Py<PyPublisher>,
+    ptr: *mut u8,
+    len: usize,
+    /// Buffers exported and not yet released; changed only with the
+    /// object borrowed through PyO3, so Relaxed suffices.
+    exports: AtomicUsize,
+}
+
+// SAFETY: `ptr` is the loan's slot, this object's alone while `loan` is
+// held (see `Loan`); writing it from any thread is the caller's business,
+// as with any writable buffer.
+unsafe impl Send for PyLoan {}
+// SAFETY: as for `Send`.
+unsafe impl Sync for PyLoan {}
+
+impl PyLoan {
+    fn check_unexported(&self, what: &str) -> PyResult<()> {
+        match self.exports.load(Ordering::Relaxed) {
+            0 => Ok(()),
+            n => Err(PyBufferError::new_err(format!(
+                "cannot {what} the loan: {n} exported buffer(s) (memoryview, numpy array...) still use it; release them first"
+            ))),
+        }
+    }
+
+    fn drop_loan(&mut self) {
+        if let Some(loan) = self.loan.take() {
+            let publisher = self.publisher.get();
+            let _inner = lock(&publisher.inner);
+            drop(loan);
+            publisher.loans.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+impl Drop for PyLoan {
+    fn drop(&mut self) {
+        self.drop_loan();
+    }
+}
+
+#[pymethods]
+impl PyLoan {
+    fn __len__(&self) -> usize {
+        self.len
+    }
+
+    /// Whether it was sent or discarded.
+    #[getter]
+    fn done(&self) -> bool {
+        self.loan.is_none()
+    }
+
+    /// Publishes the slot as it is, without copying it.  With
+    /// ``overflow="block"`` this waits for room at most ``timeout`` seconds
+    /// (as long as it takes when None; this wait does not wake for
+    /// Ctrl-C), then raises :class:`Timeout` and the message is dropped.
+    #[pyo3(signature = (timeout = None))]
+    fn send(&mut self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = timeout_arg(timeout)?;
+        self.check_unexported("send")?;
+        let Some(loan) = self.loan.take() else {
+            return Err(PyValueError::new_err(
+                "the loan was sent or discarded already",
+            ));
+        };
+        let publisher = self.publisher.get();
+        let sent = py.detach(move || {
+            // A method call moves the whole `Loan` in (it is `Send`; its
+            // field is not, and a pattern would capture just the field).
+            let sample = loan.into_sample();
+            let _inner = lock(&publisher.inner);
+            let sent = match timeout {
+                None => sample.send(),
+                Some(t) => sample.send_timeout(t),
+            };
+            publisher.loans.fetch_sub(1, Ordering::Relaxed);
+            sent
+        });
+        sent.py_err()
+    }
+
+    /// Gives the slot back unsent.  Doing it twice does nothing.
+    fn discard(&mut self, py: Python<'_>) -> PyResult<()> {
+        self.check_unexported("discard")?;
+        py.detach(|| self.drop_loan());
+        Ok(())
+    }
+
+    fn __enter__(slf: Bound<'_, Self>) -> Bound<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, PyTuple>) -> PyResult<()> {
+        self.discard(py)
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "<memlink.Loan len={}{}>",
+            self.len,
+            if self.loan.is_none() { " done" } else { "" }
+        )
+    }
+
+    /// Exports the slot: a writable one-dimensional buffer of bytes.
+    unsafe fn __getbuffer__(
+        slf: Bound<'_, Self>,
+        view: *mut ffi::Py_buffer,
+        flags: c_int,
+    ) -> PyResult<()> {
+        let this = slf.borrow();
+        if this.loan.is_none() {
+            return Err(PyValueError::new_err("the loan was sent or discarded"));
+        }
+        // SAFETY: `view` is the struct CPython passes to fill; `ptr` is
+        // `len` writable bytes while the loan is held, which `send` and
+        // `discard` refuse to end while exports exist, and the buffer keeps
+        // this object alive (FillInfo takes a reference).
+        let rc = unsafe {
+            ffi::PyBuffer_FillInfo(
+                view,
+                slf.as_ptr(),
+                this.ptr.cast::<c_void>(),
+                this.len as ffi::Py_ssize_t,
+                0,
+                flags,
+            )
+        };
+        if rc != 0 {
+            return Err(PyErr::take(slf.py())
+                .unwrap_or_else(|| PyBufferError::new_err("cannot export the loan")));
+        }
+        this.exports.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    unsafe fn __releasebuffer__(&self, _view: *mut ffi::Py_buffer) {
+        self.exports.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

@@ -171,3 +171,39 @@ def test_inspect_service(name):
     assert info.publishers[0].samples == 1
     assert memlink.inspect(name).kind == "service"
     del sub
+
+
+def test_loan_is_written_in_place_and_sent_without_copy(name, child):
+    sub = memlink.Subscriber(name)
+    pub = memlink.Publisher(name)
+    loan = pub.loan(32)
+    assert len(loan) == 32 and bytes(loan) == bytes(32)  # zeroed
+    arr = np.frombuffer(loan, dtype=np.int32)
+    assert arr.flags.writeable
+    arr[:] = np.arange(8)
+    with pytest.raises(BufferError):
+        loan.send()  # arr still writes the slot
+    with pytest.raises(BufferError):
+        pub.close()  # the loan is out
+    del arr
+    loan.send()
+    assert loan.done
+    with pytest.raises(ValueError):
+        memoryview(loan)
+    with sub.recv(timeout=DEADLINE) as sample:
+        assert np.frombuffer(sample, dtype=np.int32).tolist() == list(range(8))
+    # Leaving a `with` block unsent gives the slot back.
+    with pub.loan(8) as unsent:
+        memoryview(unsent)[:1] = b"x"
+    assert unsent.done and sub.try_recv() is None
+    pub.close()
+
+
+def test_loans_are_limited(name):
+    pub = memlink.Publisher(name, max_loans=2)
+    first, second = pub.loan(4), pub.loan(4)
+    with pytest.raises(memlink.LimitReached):
+        pub.loan(4)
+    first.discard()
+    pub.loan(4).discard()
+    del second

@@ -41,6 +41,7 @@ from ._errors import (
 from ._memlink import (
     MAX_NAME_LEN,
     Event,
+    Loan,
     Mutex,
     ObjectInfo,
     ParticipantInfo,
@@ -60,7 +61,7 @@ from ._memlink import (
 
 __all__ = [
     "Region", "View", "Mutex", "Semaphore", "Event",
-    "Publisher", "Subscriber", "Sample",
+    "Publisher", "Subscriber", "Sample", "Loan",
     "ObjectInfo", "ServiceInfo", "ParticipantInfo",
     "list", "inspect", "reap", "remove", "inspect_service", "MAX_NAME_LEN",
     "Error", "NotFound", "AlreadyExists", "InvalidName", "InvalidArgument",
