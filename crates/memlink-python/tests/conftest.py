@@ -1,10 +1,12 @@
 import itertools
 import os
 import pathlib
+import queue
 import shutil
 import subprocess
 import sys
 import textwrap
+import threading
 
 import pytest
 
@@ -32,16 +34,26 @@ class Child:
             stderr=subprocess.PIPE,
             text=True,
         )
+        # A thread reads the lines, so that waiting for one has a deadline.
+        self.lines = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for out in self.proc.stdout:
+            self.lines.put(out)
+        self.lines.put(None)
 
     def line(self):
-        """The child's next output line (fails if it exits first)."""
-        # readline blocks; the child scripts all bound their own waits, and
-        # `finish` kills a child that outlives DEADLINE.
-        out = self.proc.stdout.readline()
-        if not out:
+        """The child's next output line (fails if it exits first, or if
+        none comes within DEADLINE)."""
+        try:
+            out = self.lines.get(timeout=DEADLINE)
+        except queue.Empty:
+            out = None
+        if out is None:
             self.proc.kill()
-            _, err = self.proc.communicate()
-            pytest.fail(f"child exited early: {self.proc.returncode}\n{err}")
+            self.proc.wait()
+            pytest.fail(f"no line from the child (exit status {self.proc.returncode}):\n{self.proc.stderr.read()}")
         return out.rstrip("\n")
 
     def say(self, text):
@@ -49,15 +61,16 @@ class Child:
         self.proc.stdin.flush()
 
     def finish(self, check=True):
+        self.proc.stdin.close()
         try:
-            out, err = self.proc.communicate(timeout=DEADLINE)
+            self.proc.wait(timeout=DEADLINE)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            out, err = self.proc.communicate()
-            pytest.fail(f"child did not finish in {DEADLINE} s\n{err}")
+            self.proc.wait()
+            pytest.fail(f"child did not finish in {DEADLINE} s\n{self.proc.stderr.read()}")
+        err = self.proc.stderr.read()
         if check:
             assert self.proc.returncode == 0, err
-        return out
 
 
 @pytest.fixture
@@ -73,7 +86,7 @@ def child():
     for c in children:
         if c.proc.poll() is None:
             c.proc.kill()
-            c.proc.communicate()
+            c.proc.wait()
 
 
 def memlink_cli():
