@@ -23,6 +23,7 @@ fn class_name(kind: ErrorKind) -> &'static str {
         ErrorKind::WrongKind => "WrongKind",
         ErrorKind::Unsupported => "Unsupported",
         ErrorKind::Timeout => "Timeout",
+        ErrorKind::InUse => "InUse",
         ErrorKind::WouldDeadlock => "WouldDeadlock",
         ErrorKind::Incompatible => "Incompatible",
         ErrorKind::LimitReached => "LimitReached",
@@ -57,7 +58,10 @@ fn build(py: Python<'_>, err: &memlink::Error) -> PyResult<PyErr> {
     let exc = class.call1((err.to_string(),))?;
     exc.setattr("kind", format!("{:?}", err.kind()))?;
     exc.setattr("operation", err.operation().to_string())?;
-    exc.setattr("object_kind", err.object_kind().as_str())?;
+    exc.setattr(
+        "object_kind",
+        err.object_kind().map(memlink::ObjectKind::as_str),
+    )?;
     exc.setattr("object_name", err.name())?;
     if exc.is_instance_of::<pyo3::exceptions::PyOSError>() {
         match err.os_error().and_then(std::io::Error::raw_os_error) {
@@ -70,6 +74,7 @@ fn build(py: Python<'_>, err: &memlink::Error) -> PyResult<PyErr> {
                     ErrorKind::AlreadyExists => "EEXIST",
                     ErrorKind::PermissionDenied | ErrorKind::ReadOnly => "EACCES",
                     ErrorKind::Timeout => "ETIMEDOUT",
+                    ErrorKind::InUse => "EBUSY",
                     _ => "",
                 };
                 if !code.is_empty() {

@@ -19,8 +19,11 @@ struct ObjectInfo {
     /// The object's name.
     name: String,
     /// ``"region"``, ``"mutex"``, ``"semaphore"``, ``"event"``,
-    /// ``"service"``; None for a foreign object (made by another program).
+    /// ``"service"``; None for a foreign object (made by another program)
+    /// or one whose kind cannot be read.
     kind: Option<&'static str>,
+    /// ``"memlink"``, ``"foreign"`` or ``"unknown"``: who made it.
+    origin: &'static str,
     /// Its size in bytes.
     size: u64,
     /// ``"last-handle"`` or ``"persistent"``.
@@ -29,6 +32,12 @@ struct ObjectInfo {
     state: &'static str,
     /// The ids of the processes holding it, where the platform tells.
     holders: Vec<u32>,
+    /// Whether :attr:`holders` is known (False where the platform does not
+    /// tell, or for another user's object).
+    holders_known: bool,
+    /// Where the object lives in the file system (``/dev/shm/NAME`` on
+    /// Linux), where it has such a path.
+    path: Option<String>,
     /// Unix permission bits, where the platform has them.
     mode: Option<u32>,
     /// The state of a sync object, in words (``"unlocked"``...).
@@ -54,6 +63,9 @@ impl From<memlink::ObjectInfo> for ObjectInfo {
     fn from(info: memlink::ObjectInfo) -> ObjectInfo {
         ObjectInfo {
             kind: info.kind.map(memlink::ObjectKind::as_str),
+            origin: info.origin.as_str(),
+            holders_known: info.holders_known,
+            path: info.path,
             size: info.size,
             lifetime: info.lifetime.as_str(),
             state: info.state.as_str(),
@@ -81,11 +93,12 @@ fn inspect(name: &str) -> PyResult<ObjectInfo> {
 }
 
 /// Removes the stale objects that processes which died left behind;
-/// returns what it removed.  Never touches objects memlink did not make.
+/// returns what it removed.  Never touches objects memlink did not make;
+/// stale objects it may not remove (another user's) are left in place.
 #[pyfunction]
 fn reap(py: Python<'_>) -> PyResult<Vec<ObjectInfo>> {
-    let removed = py.detach(memlink::reap).py_err()?;
-    Ok(removed.into_iter().map(ObjectInfo::from).collect())
+    let report = py.detach(memlink::reap).py_err()?;
+    Ok(report.removed.into_iter().map(ObjectInfo::from).collect())
 }
 
 /// Removes the name ``name`` whoever holds it (as ``shm_unlink`` does):

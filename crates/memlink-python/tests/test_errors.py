@@ -16,6 +16,7 @@ import memlink
         (memlink.WrongKind, TypeError),
         (memlink.Unsupported, NotImplementedError),
         (memlink.WouldDeadlock, RuntimeError),
+        (memlink.InUse, OSError),
         (memlink.OsError, OSError),
     ],
 )

@@ -25,6 +25,7 @@ from ._errors import (
     AlreadyExists,
     Error,
     Incompatible,
+    InUse,
     InvalidArgument,
     InvalidName,
     LimitReached,
@@ -66,5 +67,5 @@ __all__ = [
     "list", "inspect", "reap", "remove", "inspect_service", "MAX_NAME_LEN",
     "Error", "NotFound", "AlreadyExists", "InvalidName", "InvalidArgument",
     "PermissionDenied", "ReadOnly", "OutOfMemory", "WrongKind", "Unsupported",
-    "Timeout", "WouldDeadlock", "Incompatible", "LimitReached", "OsError",
+    "Timeout", "InUse", "WouldDeadlock", "Incompatible", "LimitReached", "OsError",
 ]

@@ -5,7 +5,7 @@ catches :class:`NotFound`."""
 __all__ = [
     "Error", "NotFound", "AlreadyExists", "InvalidName", "InvalidArgument",
     "PermissionDenied", "ReadOnly", "OutOfMemory", "WrongKind", "Unsupported",
-    "Timeout", "WouldDeadlock", "Incompatible", "LimitReached", "OsError",
+    "Timeout", "InUse", "WouldDeadlock", "Incompatible", "LimitReached", "OsError",
 ]
 
 
@@ -69,6 +69,11 @@ class Unsupported(Error, NotImplementedError):
 
 class Timeout(Error, TimeoutError):
     """A wait with a timeout gave up."""
+
+
+class InUse(Error, OSError):
+    """Live processes hold the object (a removal that must not take it
+    from them)."""
 
 
 class WouldDeadlock(Error, RuntimeError):

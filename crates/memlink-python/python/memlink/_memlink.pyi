@@ -218,10 +218,13 @@ class Sample:
 class ObjectInfo:
     name: str
     kind: Optional[Literal["region", "mutex", "semaphore", "event", "service"]]
+    origin: Literal["memlink", "foreign", "unknown"]
     size: int
     lifetime: Literal["last-handle", "persistent"]
     state: Literal["alive", "stale", "unknown"]
     holders: List[int]
+    holders_known: bool
+    path: Optional[str]
     mode: Optional[int]
     detail: Optional[str]
 
