@@ -557,3 +557,58 @@ fn a_publisher_killed_mid_send_leaves_no_torn_sample_and_no_stuck_subscriber() {
         );
     }
 }
+
+#[test]
+fn missed_samples_are_counted_once_when_the_borrow_limit_stops_a_receive() {
+    let name = unique_name("missed-once");
+    let options = ServiceOptions::new().capacity(2).max_borrowed(1);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    publisher.send_copy(&0).unwrap();
+    let held = sub.try_recv().unwrap().unwrap();
+    for n in 1..6 {
+        publisher.send_copy(&n).unwrap(); // 1, 2 and 3 are overwritten
+    }
+    for _ in 0..3 {
+        let err = sub.try_recv().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::LimitReached);
+    }
+    drop(held);
+    assert_eq!(*sub.try_recv().unwrap().unwrap(), 4);
+    assert_eq!(*sub.try_recv().unwrap().unwrap(), 5);
+    assert_eq!(sub.missed(), 3, "samples 1 to 3, each counted once");
+    let info = inspect_service(&name).unwrap();
+    assert_eq!(info.subscribers[0].missed, 3);
+}
+
+#[test]
+fn under_backpressure_a_late_subscriber_misses_none_of_its_history() {
+    let name = unique_name("block-history");
+    let options = ServiceOptions::new()
+        .capacity(4)
+        .history(4)
+        .overflow(Overflow::Block);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    for n in 0..5 {
+        publisher.send_copy(&n).unwrap(); // nobody listens: nothing blocks
+    }
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    // The subscriber wants 1, 2, 3 and 4; the publisher may send until the
+    // ring is full of what it has not taken, and no further.
+    let stuck = publisher
+        .loan()
+        .unwrap()
+        .send_timeout(Duration::from_millis(20));
+    assert_eq!(stuck.unwrap_err().kind(), ErrorKind::Timeout);
+    let got: Vec<u64> = (0..4)
+        .map(|_| *sub.recv_timeout(DEADLINE).unwrap())
+        .collect();
+    assert_eq!(got, [1, 2, 3, 4]);
+    assert_eq!(sub.missed(), 0);
+    publisher
+        .loan()
+        .unwrap()
+        .send_timeout(DEADLINE)
+        .expect("room again");
+    assert_eq!(*sub.recv_timeout(DEADLINE).unwrap(), 0);
+}

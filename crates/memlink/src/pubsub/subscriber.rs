@@ -220,7 +220,16 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             }
             let limit = layout.settings.max_borrowed;
             if self.held.get() >= limit {
-                drop(cursors);
+                // Keep the skip past overwritten samples, or the next call
+                // would count them as missed again.
+                if seq != start {
+                    cursors[p as usize] = seq;
+                    drop(cursors);
+                    self.store_cursor(p, seq);
+                    self.publish_missed();
+                } else {
+                    drop(cursors);
+                }
                 return Err(self
                     .service
                     .error(Operation::Receive, ErrorKind::LimitReached)
@@ -251,6 +260,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             if seq != start {
                 cursors[p as usize] = seq;
                 self.store_cursor(p, seq);
+                self.publish_missed();
             }
             return Ok(None);
         };
@@ -261,7 +271,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let e = c.subscriber(self.index);
         e.received
             .store(e.received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        e.missed.store(self.missed.get(), Ordering::Relaxed);
+        self.publish_missed();
         let stride = layout.stride;
         let bytes = bytes.min(layout.settings.max_payload);
         let offset = layout.partition(p) + slot * stride;
@@ -275,6 +285,12 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             seq,
             ptr: T::from_raw(at, bytes as usize),
         }))
+    }
+
+    /// Shows the missed count to inspectors (`memlink info`).
+    fn publish_missed(&self) {
+        let e = self.service.control.subscriber(self.index);
+        e.missed.store(self.missed.get(), Ordering::Relaxed);
     }
 
     /// Publishes this subscriber's progress on `p`, and under the block
