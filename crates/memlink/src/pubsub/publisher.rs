@@ -266,8 +266,14 @@ impl<T: Payload + ?Sized> Publisher<T> {
     /// Block policy: waits until every live subscriber has taken sample
     /// `seq - capacity`, the one the next send overwrites.
     fn wait_for_space(&self, seq: u64, deadline: Option<Instant>) -> Result<()> {
-        let capacity = self.service.layout().capacity();
-        if seq < self.pool.borrow().min_cursor + capacity {
+        let layout = self.service.layout();
+        let capacity = layout.capacity();
+        // The lowest cursor seen last time stands for the subscribers seen
+        // then; one that joined since starts up to `history` samples before
+        // the head it read, which is at least that lowest cursor. So the
+        // remembered value leaves room for `history` fewer sends.
+        let history = u64::from(layout.settings.history).min(capacity);
+        if seq + history < self.pool.borrow().min_cursor + capacity {
             return Ok(());
         }
         let c = &self.service.control;
@@ -312,10 +318,17 @@ impl<T: Payload + ?Sized> Publisher<T> {
     fn refresh_min_cursor(&self, seq: u64) -> u64 {
         let c = &self.service.control;
         let mut min = seq;
+        // SeqCst fence: orders this place's earlier head stores before the
+        // state loads below, against a joining subscriber's SeqCst store of
+        // ACTIVE and SeqCst load of the head: either this scan sees it
+        // ACTIVE, or its head load sees `seq` (and it starts late enough).
+        std::sync::atomic::fence(Ordering::SeqCst);
         for i in 0..self.service.layout().settings.max_subscribers {
-            // Acquire: pairs with the subscriber's Release store of ACTIVE
-            // after it set its cursors.
-            if c.subscriber(i).state.load(Ordering::Acquire) == ACTIVE {
+            // SeqCst: acquires the cursors the subscriber stored before its
+            // ACTIVE; and is in the single order with its SeqCst store of
+            // FREE and load of the space sleepers when it leaves, against
+            // this publisher's SeqCst bit set before the re-check.
+            if c.subscriber(i).state.load(Ordering::SeqCst) == ACTIVE {
                 // SeqCst: see `wait_for_space`. Acquire at least: the
                 // subscriber read the entry before it moved its cursor past
                 // it, so overwriting that entry now is safe.

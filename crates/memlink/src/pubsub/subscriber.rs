@@ -76,10 +76,10 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let doorbell = sys::Doorbell::new(&service.handle, service.place(Role::Subscriber, index))?;
         let c = &service.control;
         let capacity = layout.capacity();
+        let start_from = |head: u64| head - head.min(u64::from(s.history)).min(capacity);
         let start = |p: u32| {
             // Acquire: pairs with the publisher's Release store of its head.
-            let head = c.publisher(p).head.load(Ordering::Acquire);
-            head - head.min(u64::from(s.history)).min(capacity)
+            start_from(c.publisher(p).head.load(Ordering::Acquire))
         };
         let mut cursors: Vec<u64> = (0..s.max_publishers).map(start).collect();
         for (p, &cursor) in cursors.iter().enumerate() {
@@ -89,16 +89,19 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         e.received.store(0, Ordering::Relaxed);
         e.missed.store(0, Ordering::Relaxed);
         e.pid.store(std::process::id(), Ordering::Relaxed);
-        // SeqCst: pairs with a blocking publisher's SeqCst loads (through its
-        // Acquire state load) when it recomputes the lowest cursor; the
-        // cursors above are released with it.
+        // SeqCst: pairs with a blocking publisher's fence and SeqCst state
+        // load when it recomputes the lowest cursor (see the head load
+        // below); the cursors above are released with it.
         e.state.store(ACTIVE, Ordering::SeqCst);
-        // A publisher that computed its lowest cursor without us may have
-        // run up to a capacity past the head we read; start within reach.
+        // A publisher whose lowest cursor was computed without us goes by
+        // it for a while: it keeps `history` samples before the head it
+        // had then, which the head read now is at least (see
+        // `Publisher::refresh_min_cursor`). Start there.
         for (p, cursor) in cursors.iter_mut().enumerate() {
             let head = c.publisher(p as u32).head.load(Ordering::SeqCst);
-            if head > *cursor + capacity {
-                *cursor = head - capacity;
+            let from_now = start_from(head);
+            if from_now > *cursor {
+                *cursor = from_now;
                 c.cursor(index, p as u32).store(*cursor, Ordering::SeqCst);
             }
         }
