@@ -612,3 +612,50 @@ fn under_backpressure_a_late_subscriber_misses_none_of_its_history() {
         .expect("room again");
     assert_eq!(*sub.recv_timeout(DEADLINE).unwrap(), 0);
 }
+
+/// Overwrites bytes of a service's shared memory, as a buggy or hostile
+/// process could (on Linux the object is the file `/dev/shm/NAME`).
+#[cfg(target_os = "linux")]
+fn poke(name: &str, offset: u64, bytes: &[u8]) {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(format!("/dev/shm/{name}"))
+        .unwrap();
+    file.write_all_at(bytes, offset).unwrap();
+}
+
+/// Offsets in a service with at most 64 subscribers (`pubsub/layout.rs`).
+#[cfg(target_os = "linux")]
+mod offsets {
+    pub const VERSION: u64 = 8;
+    pub const MAX_PAYLOAD: u64 = 48;
+    /// The head of publisher place 0.
+    pub const FIRST_HEAD: u64 = 640;
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_header_of_another_layout_version_is_refused() {
+    let name = unique_name("version");
+    let _publisher = Publisher::<u64>::connect(&name).unwrap();
+    poke(&name, offsets::VERSION, &7u32.to_le_bytes());
+    let err = Subscriber::<u64>::connect(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+    assert!(err.to_string().contains("version 7"), "{err}");
+    let err = inspect_service(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_header_whose_largest_payload_is_smaller_than_the_type_is_refused() {
+    let name = unique_name("short-payload");
+    let _publisher = Publisher::<Block>::connect(&name).unwrap();
+    // Slots would be laid out 64 bytes apart, and a 4 KiB sample read from
+    // the last ones would run past the end of the mapping.
+    poke(&name, offsets::MAX_PAYLOAD, &8u64.to_le_bytes());
+    let err = Subscriber::<Block>::connect(&name).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Incompatible);
+    assert!(err.to_string().contains("4096"), "{err}");
+}

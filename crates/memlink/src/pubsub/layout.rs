@@ -234,6 +234,20 @@ impl Layout {
                 "the largest slice must be at least 1 element".into(),
             ));
         }
+        // Samples are read as the type, whatever length the slot says: a
+        // slot smaller than one element would be read past its end.
+        if s.max_payload < payload.size {
+            return Err(invalid(format!(
+                "the largest payload is {} bytes, less than one {}-byte {}",
+                s.max_payload,
+                payload.size,
+                if payload.slice == 1 {
+                    "element"
+                } else {
+                    "value"
+                }
+            )));
+        }
         if u64::from(payload.align) > PAGE {
             return Err(invalid(format!(
                 "payload alignment {} is more than a page",
