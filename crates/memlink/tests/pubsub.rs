@@ -659,3 +659,27 @@ fn a_header_whose_largest_payload_is_smaller_than_the_type_is_refused() {
     assert_eq!(err.kind(), ErrorKind::Incompatible);
     assert!(err.to_string().contains("4096"), "{err}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_corrupted_head_gives_errors_not_panics() {
+    let name = unique_name("bad-head");
+    let options = ServiceOptions::new().max_publishers(1).history(2);
+    drop(options.publisher::<u64>(&name).unwrap());
+    let keep = options.subscriber::<u64>(&name).unwrap();
+    for head in [u64::MAX, u64::MAX - 1, 1 << 63] {
+        poke(&name, offsets::FIRST_HEAD, &head.to_le_bytes());
+        for attempt in 0..3 {
+            // Whatever each call answers, none may panic.
+            if let Ok(publisher) = options.publisher::<u64>(&name) {
+                let _ = publisher.send_copy(&attempt);
+                let _ = publisher.send_copy(&attempt);
+            }
+            if let Ok(sub) = options.subscriber::<u64>(&name) {
+                let _ = sub.try_recv();
+            }
+            let _ = keep.try_recv();
+            let _ = inspect_service(&name);
+        }
+    }
+}

@@ -93,7 +93,7 @@ impl<T: Payload + ?Sized> Publisher<T> {
             )
             .map_err(|e| e.reframe(Operation::Connect))?;
         let doorbell = sys::Doorbell::new(&service.handle, service.place(Role::Publisher, index))?;
-        let pool = Pool::recover(&service, index);
+        let pool = Pool::recover(&service, index)?;
         let entry = service.control.publisher(index);
         entry.pid.store(std::process::id(), Ordering::Relaxed);
         // Release: pairs with the Acquire loads of readers of the entry.
@@ -407,12 +407,11 @@ impl<T: Payload + ?Sized> fmt::Debug for Publisher<T> {
 impl Pool {
     /// Rebuilds the local view of publisher place `p`'s slots from the
     /// ring, after whoever held the place before (maybe a dead process).
-    fn recover(service: &Service, p: u32) -> Pool {
+    fn recover(service: &Service, p: u32) -> Result<Pool> {
         let c = &service.control;
         let layout = service.layout();
         let capacity = layout.capacity();
-        // Acquire: pairs with the previous holder's Release store.
-        let mut head = c.publisher(p).head.load(Ordering::Acquire);
+        let mut head = service.head(p)?;
         // The head lags the ring by one when the previous holder died
         // between its two stores; that sample is published all the same.
         if entry_order(c.ring(p, head).load(Ordering::Acquire), head) == 0 {
@@ -433,13 +432,13 @@ impl Pool {
         let retired = (0..layout.slots)
             .filter(|&s| !in_window[s as usize])
             .collect();
-        Pool {
+        Ok(Pool {
             head,
             free: Vec::new(),
             window,
             retired,
             min_cursor: 0,
-        }
+        })
     }
 
     /// Takes the oldest retired slot that no subscriber holds.

@@ -7,7 +7,7 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::layout::{entry_order, entry_slot, ACTIVE};
+use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
 use super::service::{Role, Service};
 use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS};
 use crate::error::{ErrorKind, Operation, Result};
@@ -77,11 +77,9 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let c = &service.control;
         let capacity = layout.capacity();
         let start_from = |head: u64| head - head.min(u64::from(s.history)).min(capacity);
-        let start = |p: u32| {
-            // Acquire: pairs with the publisher's Release store of its head.
-            start_from(c.publisher(p).head.load(Ordering::Acquire))
-        };
-        let mut cursors: Vec<u64> = (0..s.max_publishers).map(start).collect();
+        let mut cursors = (0..s.max_publishers)
+            .map(|p| service.head(p).map(start_from))
+            .collect::<Result<Vec<u64>>>()?;
         for (p, &cursor) in cursors.iter().enumerate() {
             c.cursor(index, p as u32).store(cursor, Ordering::Relaxed);
         }
@@ -99,7 +97,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         // `Publisher::refresh_min_cursor`). Start there.
         for (p, cursor) in cursors.iter_mut().enumerate() {
             let head = c.publisher(p as u32).head.load(Ordering::SeqCst);
-            let from_now = start_from(head);
+            let from_now = start_from(head.min(MAX_HEAD));
             if from_now > *cursor {
                 *cursor = from_now;
                 c.cursor(index, p as u32).store(*cursor, Ordering::SeqCst);
@@ -215,9 +213,12 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             }
             if order > 0 {
                 // Overwritten: skip to the oldest sample still in the ring.
-                let head = c.publisher(p).head.load(Ordering::Acquire);
+                // A head past MAX_HEAD is corruption; going no further keeps
+                // the arithmetic in range.
+                let head = c.publisher(p).head.load(Ordering::Acquire).min(MAX_HEAD);
                 let oldest = head.saturating_sub(capacity).max(seq + 1);
-                self.missed.set(self.missed.get() + (oldest - seq));
+                self.missed
+                    .set(self.missed.get().saturating_add(oldest - seq));
                 seq = oldest;
                 continue;
             }
@@ -243,7 +244,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             let slot = entry_slot(e);
             if slot >= layout.slots {
                 // Not something a memlink publisher writes; skip it.
-                self.missed.set(self.missed.get() + 1);
+                self.missed.set(self.missed.get().saturating_add(1));
                 seq += 1;
                 continue;
             }
