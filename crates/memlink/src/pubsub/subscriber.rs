@@ -176,6 +176,11 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             // of these bits: either it sees the bit and rings, or the check
             // below sees its sample.
             c.sleepers(w).fetch_or(bit, Ordering::SeqCst);
+            // The re-check's ring loads are Acquire; the fence puts them in
+            // the single order after the bit set, as the Dekker pairing
+            // with the publisher's SeqCst entry store and sleeper load
+            // needs (an Acquire load after a SeqCst RMW is not in it).
+            std::sync::atomic::fence(Ordering::SeqCst);
             let found = self.try_recv().transpose();
             if let Some(found) = found {
                 c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
