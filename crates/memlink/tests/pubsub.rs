@@ -105,6 +105,16 @@ fn child_entry() {
                 });
             }
         }
+        ["fill_and_block", name] => {
+            let publisher = options("block").publisher::<u64>(name).unwrap();
+            for n in 0..16 {
+                publisher.send_copy(&n).unwrap();
+            }
+            say("full");
+            // Waits for room; killed here, asleep.
+            let _ = publisher.loan().unwrap().send_timeout(DEADLINE);
+            say("not killed");
+        }
         ["idle_subscriber", name] => {
             let _sub = options("block").subscriber::<u64>(name).unwrap();
             say("ready");
@@ -632,6 +642,18 @@ mod offsets {
     pub const MAX_PAYLOAD: u64 = 48;
     /// The head of publisher place 0.
     pub const FIRST_HEAD: u64 = 640;
+    /// The bits of publishers waiting for space.
+    pub const SPACE_SLEEPERS: u64 = 576;
+}
+
+/// Reads a word of a service's shared memory.
+#[cfg(target_os = "linux")]
+fn peek(name: &str, offset: u64) -> u64 {
+    use std::os::unix::fs::FileExt;
+    let file = std::fs::File::open(format!("/dev/shm/{name}")).unwrap();
+    let mut word = [0u8; 8];
+    file.read_exact_at(&mut word, offset).unwrap();
+    u64::from_le_bytes(word)
 }
 
 #[cfg(target_os = "linux")]
@@ -681,5 +703,30 @@ fn a_corrupted_head_gives_errors_not_panics() {
             let _ = keep.try_recv();
             let _ = inspect_service(&name);
         }
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_publisher_killed_while_waiting_for_room_is_not_rung_for_ever() {
+    let name = unique_name("dead-waiter");
+    let sub = options("block").subscriber::<u64>(&name).unwrap();
+    let child = Child::spawn("fill_and_block", &[&name]);
+    child.expect("full");
+    let until = Instant::now() + DEADLINE;
+    while peek(&name, offsets::SPACE_SLEEPERS) == 0 {
+        assert!(Instant::now() < until, "the publisher never went to sleep");
+        std::thread::yield_now();
+    }
+    child.kill();
+    // Each receive moves the cursor; the first one rings the sleeper (it
+    // cannot know it is dead), and none after it should.
+    for n in 0..16 {
+        assert_eq!(*sub.recv_timeout(DEADLINE).unwrap(), n);
+        assert_eq!(
+            peek(&name, offsets::SPACE_SLEEPERS),
+            0,
+            "the waiting bit outlives the ring, so every cursor move makes a system call"
+        );
     }
 }

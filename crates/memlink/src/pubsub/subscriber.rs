@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
 use super::service::{Role, Service};
-use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS};
+use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
 
@@ -312,25 +312,31 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         if self.service.layout().settings.overflow != 1 {
             return;
         }
-        let waiting = c.space_sleepers().load(Ordering::SeqCst);
-        if waiting & (1 << p) == 0 {
+        let bit = 1u64 << p;
+        if c.space_sleepers().load(Ordering::SeqCst) & bit == 0 {
             return;
         }
-        for_each_bit(0, waiting & (1 << p), |q| {
-            let word = &c.publisher(q).doorbell;
-            word.fetch_add(1, Ordering::SeqCst);
-            let mut bells = self.publisher_bells.borrow_mut();
-            if bells.len() <= q as usize {
-                bells.resize_with(q as usize + 1, || None);
-            }
-            if bells[q as usize].is_none() {
-                let place = self.service.place(Role::Publisher, q);
-                bells[q as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
-            }
-            if let Some(bell) = &bells[q as usize] {
-                bell.ring(word);
-            }
-        });
+        // Claims the wake-up, as `Publisher::wake_sleepers` does: one ring
+        // per sleep, not one per subscriber and cursor move, and none for
+        // ever after a publisher that died asleep (the waiter sets its bit
+        // again before each re-check, so a claimed bit is never needed).
+        // AcqRel: ordered after the cursor store above, like the load.
+        if c.space_sleepers().fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+            return;
+        }
+        let word = &c.publisher(p).doorbell;
+        word.fetch_add(1, Ordering::SeqCst);
+        let mut bells = self.publisher_bells.borrow_mut();
+        if bells.len() <= p as usize {
+            bells.resize_with(p as usize + 1, || None);
+        }
+        if bells[p as usize].is_none() {
+            let place = self.service.place(Role::Publisher, p);
+            bells[p as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
+        }
+        if let Some(bell) = &bells[p as usize] {
+            bell.ring(word);
+        }
     }
 }
 
