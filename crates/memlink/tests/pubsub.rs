@@ -730,3 +730,59 @@ fn a_publisher_killed_while_waiting_for_room_is_not_rung_for_ever() {
         );
     }
 }
+
+#[test]
+fn edge_settings_work_zero_sized_capacity_one_and_the_65th_subscriber() {
+    // A zero-sized payload still carries the fact of a send.
+    let name = unique_name("zst");
+    let publisher = Publisher::<()>::connect(&name).unwrap();
+    let sub = Subscriber::<()>::connect(&name).unwrap();
+    publisher.send_copy(&()).unwrap();
+    assert!(sub.try_recv().unwrap().is_some());
+    assert!(sub.try_recv().unwrap().is_none());
+
+    // Capacity 1 under backpressure: one in flight, then the publisher waits.
+    let name = unique_name("cap1");
+    let options = ServiceOptions::new().capacity(1).overflow(Overflow::Block);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    publisher.send_copy(&1).unwrap();
+    let stuck = publisher
+        .loan()
+        .unwrap()
+        .send_timeout(Duration::from_millis(10));
+    assert_eq!(stuck.unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(*sub.try_recv().unwrap().unwrap(), 1);
+    publisher.send_copy(&2).unwrap();
+    assert_eq!(*sub.try_recv().unwrap().unwrap(), 2);
+
+    // The 65th subscriber's bits are in the second word of every bit set.
+    let name = unique_name("sixty-five");
+    let options = ServiceOptions::new().max_subscribers(65).max_borrowed(1);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    let subs: Vec<_> = (0..65)
+        .map(|_| options.subscriber::<u64>(&name).unwrap())
+        .collect();
+    let last = subs.into_iter().last().unwrap();
+    let waiter = std::thread::spawn(move || *last.recv_timeout(DEADLINE).unwrap());
+    let until = Instant::now() + DEADLINE;
+    // Keep sending until it has woken: it may not be asleep yet at first.
+    let mut n = 0;
+    while !waiter.is_finished() {
+        assert!(Instant::now() < until, "the 65th subscriber never woke");
+        publisher.send_copy(&n).unwrap();
+        n += 1;
+        std::thread::yield_now();
+    }
+    assert!(waiter.join().unwrap() < n);
+
+    // Huge slices are refused, not overflowed.
+    let err = ServiceOptions::new()
+        .max_slice_len(u64::MAX)
+        .publisher::<[u64]>(&unique_name("huge"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    let publisher = Publisher::<[u64]>::connect(&unique_name("huge-loan")).unwrap();
+    let err = publisher.loan_slice(usize::MAX).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+}
