@@ -786,3 +786,20 @@ fn edge_settings_work_zero_sized_capacity_one_and_the_65th_subscriber() {
     let err = publisher.loan_slice(usize::MAX).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
 }
+
+#[test]
+fn a_publisher_taking_over_a_place_counts_only_its_own_sends() {
+    let name = unique_name("sent-count");
+    let options = ServiceOptions::new().max_publishers(1);
+    let _sub = options.subscriber::<u64>(&name).unwrap();
+    let first = options.publisher::<u64>(&name).unwrap();
+    for n in 0..3 {
+        first.send_copy(&n).unwrap();
+    }
+    drop(first);
+    let second = options.publisher::<u64>(&name).unwrap();
+    second.send_copy(&9).unwrap();
+    let info = inspect_service(&name).unwrap();
+    assert_eq!(info.publishers.len(), 1);
+    assert_eq!(info.publishers[0].samples, 1, "the place's new holder sent 1");
+}

@@ -96,6 +96,9 @@ impl<T: Payload + ?Sized> Publisher<T> {
         let pool = Pool::recover(&service, index)?;
         let entry = service.control.publisher(index);
         entry.pid.store(std::process::id(), Ordering::Relaxed);
+        // Counted per participant, as subscribers count theirs: the place's
+        // previous holder's sends are not this one's.
+        entry.sent.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire loads of readers of the entry.
         entry.state.store(ACTIVE, Ordering::Release);
         Ok(Publisher {
