@@ -803,3 +803,18 @@ fn a_publisher_taking_over_a_place_counts_only_its_own_sends() {
     assert_eq!(info.publishers.len(), 1);
     assert_eq!(info.publishers[0].samples, 1, "the place's new holder sent 1");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn sleeping_bits_of_places_that_do_not_exist_ring_nobody() {
+    let name = unique_name("bad-sleepers");
+    let options = ServiceOptions::new().max_publishers(1).max_subscribers(1);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    // Bits 1 to 63 stand for subscriber places the service does not have;
+    // ringing them would write into the slot headers and past the end of
+    // the control part.
+    poke(&name, 512, &u64::MAX.to_le_bytes());
+    publisher.send_copy(&1).unwrap();
+    let info = inspect_service(&name).unwrap();
+    assert_eq!(info.slots_held, 0, "no holder bit was written by a ring");
+}

@@ -235,9 +235,17 @@ impl<T: Payload + ?Sized> Publisher<T> {
     /// places when nobody sleeps.
     fn wake_sleepers(&self) {
         let c = &self.service.control;
-        for w in 0..self.service.layout().words {
+        let layout = self.service.layout();
+        let places = u64::from(layout.settings.max_subscribers);
+        for w in 0..layout.words {
+            // Only bits of places that exist: a stray one (written over by
+            // someone) would make a subscriber index past the table.
+            let valid = match places - 64 * w {
+                n @ 0..=63 => (1u64 << n) - 1,
+                _ => u64::MAX,
+            };
             // SeqCst: see `publish` (3).
-            let bits = c.sleepers(w).load(Ordering::SeqCst);
+            let bits = c.sleepers(w).load(Ordering::SeqCst) & valid;
             if bits == 0 {
                 continue;
             }
