@@ -801,7 +801,10 @@ fn a_publisher_taking_over_a_place_counts_only_its_own_sends() {
     second.send_copy(&9).unwrap();
     let info = inspect_service(&name).unwrap();
     assert_eq!(info.publishers.len(), 1);
-    assert_eq!(info.publishers[0].samples, 1, "the place's new holder sent 1");
+    assert_eq!(
+        info.publishers[0].samples, 1,
+        "the place's new holder sent 1"
+    );
 }
 
 #[cfg(target_os = "linux")]
@@ -817,4 +820,25 @@ fn sleeping_bits_of_places_that_do_not_exist_ring_nobody() {
     publisher.send_copy(&1).unwrap();
     let info = inspect_service(&name).unwrap();
     assert_eq!(info.slots_held, 0, "no holder bit was written by a ring");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_sample_left_by_a_publisher_killed_before_it_rang_wakes_a_sleeping_receive() {
+    let name = unique_name("unrung");
+    let options = ServiceOptions::new().max_publishers(1).max_subscribers(1);
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    let (done, finished) = std::sync::mpsc::channel();
+    // `recv` without a deadline: the case where nothing else would end it.
+    std::thread::spawn(move || done.send(*sub.recv().unwrap()));
+    let until = Instant::now() + DEADLINE;
+    while peek(&name, 512) & 1 == 0 {
+        assert!(Instant::now() < until, "the receive never went to sleep");
+        std::thread::yield_now();
+    }
+    // What a publisher killed between its ring store and its ring of the
+    // sleepers leaves: sample 0 in slot 0 (zeroed), the head not yet moved.
+    poke(&name, offsets::FIRST_HEAD + 64, &(1u64 << 16).to_le_bytes());
+    let got = finished.recv_timeout(DEADLINE);
+    assert_eq!(got, Ok(0), "the receive slept on while a sample waited");
 }

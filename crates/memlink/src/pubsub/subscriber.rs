@@ -7,6 +7,10 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+/// The longest a receive sleeps before it looks at the rings again by
+/// itself: how late a sample left unrung by a dead publisher is taken.
+const RECHECK: Duration = Duration::from_millis(50);
+
 use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
 use super::service::{Role, Service};
 use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS};
@@ -186,9 +190,16 @@ impl<T: Payload + ?Sized> Subscriber<T> {
                 c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
                 return found;
             }
-            let in_time = self.doorbell.wait(word, seen, deadline);
+            // Never for ever: a publisher killed between its entry store
+            // and its ring leaves a sample nobody will ring for.
+            let recheck = Instant::now() + RECHECK;
+            self.doorbell.wait(
+                word,
+                seen,
+                Some(deadline.map_or(recheck, |d| d.min(recheck))),
+            );
             c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
-            if !in_time {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return match self.try_recv()? {
                     Some(sample) => Ok(sample),
                     None => Err(self
