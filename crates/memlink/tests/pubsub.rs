@@ -842,3 +842,13 @@ fn a_sample_left_by_a_publisher_killed_before_it_rang_wakes_a_sleeping_receive()
     let got = finished.recv_timeout(DEADLINE);
     assert_eq!(got, Ok(0), "the receive slept on while a sample waited");
 }
+
+#[test]
+fn slices_of_a_zero_sized_type_are_refused_with_the_reason() {
+    let err = ServiceOptions::new()
+        .max_slice_len(10)
+        .publisher::<[()]>(&unique_name("zst-slices"))
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains("zero-sized"), "{err}");
+}

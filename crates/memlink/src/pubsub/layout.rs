@@ -233,6 +233,13 @@ impl Layout {
                 "max_loans and max_borrowed must be at least 1".into(),
             ));
         }
+        if payload.slice == 1 && payload.size == 0 {
+            return Err(invalid(
+                "slices of a zero-sized type cannot be carried: a sample's length \
+                 is its byte length, which is 0 for any number of elements"
+                    .into(),
+            ));
+        }
         if s.max_payload == 0 && payload.slice == 1 {
             return Err(invalid(
                 "the largest slice must be at least 1 element".into(),
