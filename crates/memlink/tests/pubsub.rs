@@ -115,6 +115,22 @@ fn child_entry() {
             let _ = publisher.loan().unwrap().send_timeout(DEADLINE);
             say("not killed");
         }
+        ["churn", name] => {
+            // Joins, takes a few, leaves, again and again: killed anywhere
+            // in that, joining and reaping included.
+            let mut first = true;
+            loop {
+                let sub = options("block").subscriber::<Reading>(name).unwrap();
+                if std::mem::take(&mut first) {
+                    say("ready");
+                }
+                for _ in 0..3 {
+                    let sample = sub.recv_timeout(DEADLINE).unwrap();
+                    let _held = sub.try_recv().unwrap();
+                    assert_eq!(*sample, Reading::new(0, sample.seq), "intact");
+                }
+            }
+        }
         ["idle_subscriber", name] => {
             let _sub = options("block").subscriber::<u64>(name).unwrap();
             say("ready");
@@ -851,4 +867,41 @@ fn slices_of_a_zero_sized_type_are_refused_with_the_reason() {
         .unwrap_err();
     assert_eq!(err.kind(), ErrorKind::InvalidArgument);
     assert!(err.to_string().contains("zero-sized"), "{err}");
+}
+
+#[test]
+fn subscribers_killed_anywhere_in_joining_and_leaving_never_stall_a_blocking_publisher() {
+    let name = unique_name("churn");
+    let publisher = options("block").publisher::<Reading>(&name).unwrap();
+    let mut seq = 0;
+    let mut send = |publisher: &Publisher<Reading>| {
+        let mut sample = publisher.loan().unwrap();
+        *sample = Reading::new(0, seq);
+        seq += 1;
+        sample
+            .send_timeout(DEADLINE)
+            .unwrap_or_else(|e| panic!("send {seq}: {e}"));
+    };
+    for cycle in 0..30 {
+        let children: Vec<_> = (0..2).map(|_| Child::spawn("churn", &[&name])).collect();
+        for child in &children {
+            child.expect("ready");
+        }
+        for _ in 0..(20 + cycle * 13) {
+            send(&publisher);
+        }
+        for child in children {
+            child.kill();
+        }
+    }
+    // A newcomer reaps whatever the dead left; then nothing is held, and
+    // the publisher runs as far as it likes past its idle-free ring.
+    let sub = options("block").subscriber::<Reading>(&name).unwrap();
+    let info = inspect_service(&name).unwrap();
+    assert_eq!(info.slots_held, 0, "every slot came back");
+    assert_eq!(info.subscribers.len(), 1);
+    drop(sub);
+    for _ in 0..100 {
+        send(&publisher);
+    }
 }
