@@ -905,3 +905,36 @@ fn subscribers_killed_anywhere_in_joining_and_leaving_never_stall_a_blocking_pub
         send(&publisher);
     }
 }
+
+#[test]
+fn publishers_killed_and_replaced_keep_each_places_sequence_in_order() {
+    let name = unique_name("takeover");
+    let sub = ServiceOptions::new()
+        .capacity(8)
+        .subscriber::<Block>(&name)
+        .unwrap();
+    let mut last: Vec<Option<u64>> = vec![None; 8];
+    for cycle in 0..15 {
+        let children: Vec<_> = (0..2).map(|_| Child::spawn("flood", &[&name])).collect();
+        for child in &children {
+            child.expect("ready");
+        }
+        for _ in 0..(40 + cycle * 17) {
+            let sample = sub.recv_timeout(DEADLINE).unwrap();
+            assert!(sample.iter().all(|&w| w == sample[0]), "torn");
+            let place = sample.publisher_index() as usize;
+            if let Some(before) = last[place] {
+                assert!(
+                    sample.sequence() > before,
+                    "place {place}: {} after {before}",
+                    sample.sequence()
+                );
+            }
+            last[place] = Some(sample.sequence());
+        }
+        for child in children {
+            child.kill();
+        }
+    }
+    assert!(last[0].is_some() && last[1].is_some(), "{last:?}");
+}
