@@ -936,5 +936,5 @@ fn publishers_killed_and_replaced_keep_each_places_sequence_in_order() {
             child.kill();
         }
     }
-    assert!(last[0].is_some() && last[1].is_some(), "{last:?}");
+    assert!(last.iter().flatten().count() >= 2, "{last:?}");
 }
