@@ -938,3 +938,30 @@ fn publishers_killed_and_replaced_keep_each_places_sequence_in_order() {
     }
     assert!(last.iter().flatten().count() >= 2, "{last:?}");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn out_of_range_slots_and_lengths_in_the_ring_are_skipped_or_clamped() {
+    let name = unique_name("bad-ring");
+    let options = ServiceOptions::new()
+        .max_publishers(1)
+        .max_subscribers(1)
+        .max_slice_len(100);
+    let publisher = options.publisher::<[u8]>(&name).unwrap();
+    let sub = options.subscriber::<[u8]>(&name).unwrap();
+    publisher.send_copy(b"one").unwrap();
+    publisher.send_copy(b"two").unwrap();
+    let ring = offsets::FIRST_HEAD + 64;
+    // Sample 0 names slot 0xffff, which does not exist; sample 1's slot says
+    // it is u64::MAX bytes long. (The slot headers follow the subscriber
+    // table: 1216 + 128 here; a header is the holder word, then the length.)
+    poke(&name, ring, &((1u64 << 16) | 0xffff).to_le_bytes());
+    let slot_of_one = peek(&name, ring + 8) & 0xffff;
+    poke(&name, 1344 + 64 * slot_of_one + 8, &u64::MAX.to_le_bytes());
+    let sample = sub.try_recv().unwrap().expect("sample 1, clamped");
+    assert_eq!(sample.sequence(), 1);
+    assert_eq!(sample.len(), 100, "no longer than the service's largest");
+    drop(sample);
+    assert_eq!(sub.missed(), 1, "sample 0 skipped");
+    assert!(sub.try_recv().unwrap().is_none());
+}
