@@ -965,3 +965,42 @@ fn out_of_range_slots_and_lengths_in_the_ring_are_skipped_or_clamped() {
     assert_eq!(sub.missed(), 1, "sample 0 skipped");
     assert!(sub.try_recv().unwrap().is_none());
 }
+
+#[test]
+fn participants_in_one_process_see_each_other_alive_and_get_every_sample() {
+    let name = unique_name("one-process");
+    let options = ServiceOptions::new()
+        .capacity(4)
+        .overflow(Overflow::Block);
+    let idle = options.subscriber::<u64>(&name).unwrap();
+    let a = options.publisher::<u64>(&name).unwrap();
+    let b = options.publisher::<u64>(&name).unwrap();
+    for n in 0..4 {
+        a.send_copy(&n).unwrap();
+    }
+    // A live subscriber of this very process is not taken for dead (its
+    // place's lock is its own, not the publisher's), so the ring is full.
+    let stuck = a.loan().unwrap().send_timeout(Duration::from_millis(30));
+    assert_eq!(stuck.unwrap_err().kind(), ErrorKind::Timeout);
+    assert_eq!(a.subscriber_count().unwrap(), 1);
+    drop(idle);
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    let receiver = std::thread::spawn(move || {
+        let mut last = [None::<u64>; 2];
+        for _ in 0..200 {
+            let sample = sub.recv_timeout(DEADLINE).unwrap();
+            let from = sample.publisher_index() as usize;
+            assert!(last[from].is_none_or(|l| *sample > l), "in order");
+            last[from] = Some(*sample);
+        }
+        last
+    });
+    for n in 100..200 {
+        for publisher in [&a, &b] {
+            let mut sample = publisher.loan().unwrap();
+            *sample = n;
+            sample.send_timeout(DEADLINE).unwrap();
+        }
+    }
+    assert_eq!(receiver.join().unwrap(), [Some(199), Some(199)]);
+}
