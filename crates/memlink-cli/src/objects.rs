@@ -164,12 +164,10 @@ fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
 /// Whether the object may be a service: marked as one, or a region on a
 /// platform whose regions carry no kind (Windows sections).
 fn may_be_service(info: &ObjectInfo) -> bool {
+    let kind = info.kind;
     info.state == State::Alive
-        && match info.kind {
-            Some(memlink::ObjectKind::Service) => true,
-            Some(memlink::ObjectKind::Region) => cfg!(windows),
-            _ => false,
-        }
+        && (kind == Some(memlink::ObjectKind::Service)
+            || (cfg!(windows) && kind == Some(memlink::ObjectKind::Region)))
 }
 
 /// Why `ls` hides an object unless `--all`: `None` if it is shown.
@@ -404,11 +402,17 @@ pub fn info(args: InfoArgs) -> CmdResult {
             };
             let payload = if service.slices {
                 format!(
-                    "slices of {} ({} bytes each), at most {} bytes",
-                    service.payload_type, service.payload_size, service.max_payload
+                    "slices of {} ({} each), at most {}",
+                    service.payload_type,
+                    plural(service.payload_size as usize, "byte", "bytes"),
+                    plural(service.max_payload as usize, "byte", "bytes")
                 )
             } else {
-                format!("{} ({} bytes)", service.payload_type, service.payload_size)
+                format!(
+                    "{} ({})",
+                    service.payload_type,
+                    plural(service.payload_size as usize, "byte", "bytes")
+                )
             };
             row("payload", payload);
             row(

@@ -31,18 +31,6 @@ impl ObjectKind {
             ObjectKind::Service => "service",
         }
     }
-
-    #[cfg_attr(windows, allow(dead_code))]
-    pub(crate) fn from_str(s: &str) -> Option<ObjectKind> {
-        Some(match s {
-            "region" => ObjectKind::Region,
-            "mutex" => ObjectKind::Mutex,
-            "semaphore" => ObjectKind::Semaphore,
-            "event" => ObjectKind::Event,
-            "service" => ObjectKind::Service,
-            _ => return None,
-        })
-    }
 }
 
 impl fmt::Display for ObjectKind {

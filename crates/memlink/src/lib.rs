@@ -35,11 +35,13 @@ mod region;
 mod shared;
 mod sync;
 mod sys;
+mod types;
 
 pub use bytemuck::Pod;
 pub use error::{Error, ErrorKind, ObjectKind, Operation, Result};
 pub use name::MAX_NAME_LEN;
-pub use object::{inspect, list, reap, remove, Access, Lifetime, ObjectInfo, State};
-pub use region::{Disposition, Region, RegionOptions, View, ViewMut};
+pub use object::{inspect, list, reap, remove};
+pub use region::{Region, RegionOptions, View, ViewMut};
 pub use shared::{Shared, SharedGuard};
-pub use sync::{Event, EventReset, Mutex, MutexGuard, Semaphore, SyncOptions};
+pub use sync::{Event, Mutex, MutexGuard, Semaphore, SyncOptions};
+pub use types::{Access, Disposition, EventReset, Lifetime, ObjectInfo, State};

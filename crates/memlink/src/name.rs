@@ -1,22 +1,23 @@
-//! Object names: one portable syntax, mapped to each platform's namespace.
+//! Object names: one portable syntax for every platform.
 //!
 //! A name is 1 to [`MAX_NAME_LEN`] bytes of letters, digits, `.`, `_`, `-`
 //! and `@`, not starting with `.`. For convenience a POSIX-style leading `/`
 //! is accepted and dropped (`"/MMFSharedData"` is `"MMFSharedData"`), and so
-//! are the Windows namespace prefixes `Global\` and `Local\`: on Windows
-//! they select the kernel namespace as usual; elsewhere there is one
+//! are the Windows namespace prefixes `Global\` and `Local\`: where the OS
+//! has such namespaces they select one as usual; elsewhere there is one
 //! namespace per machine and the prefix is ignored.
 //!
-//! On Linux the name is the file name in `/dev/shm`, so a C program calling
-//! `shm_open("/NAME")` or Python's `SharedMemory("NAME")` finds the same
-//! object. On macOS, where shared-memory names are limited to 31 bytes, a
-//! longer name is replaced by a fixed-length digest of it, so every process
-//! using the same long name reaches the same object.
+//! How a name becomes the OS's name for the object (a file name, a
+//! `shm_open` name, a kernel-object name) is each platform's business, in
+//! `sys/`: this module only validates.
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation};
 
 /// The longest name accepted, in bytes (without a prefix).
 pub const MAX_NAME_LEN: usize = 200;
+
+/// The Windows namespace prefixes a name may start with.
+pub(crate) const NAMESPACE_PREFIXES: [&str; 2] = ["Global\\", "Local\\"];
 
 /// A validated object name.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -25,8 +26,6 @@ pub(crate) struct Name {
     given: String,
     /// The name without `/` or namespace prefix.
     base: String,
-    /// The Windows namespace prefix, if any (`Global\` or `Local\`).
-    namespace: Option<&'static str>,
 }
 
 impl Name {
@@ -38,13 +37,10 @@ impl Name {
         let invalid = |why: String| {
             Error::new(operation, object, given, ErrorKind::InvalidName).with_detail(why)
         };
-        let (namespace, rest) = if let Some(rest) = given.strip_prefix("Global\\") {
-            (Some("Global\\"), rest)
-        } else if let Some(rest) = given.strip_prefix("Local\\") {
-            (Some("Local\\"), rest)
-        } else {
-            (None, given.strip_prefix('/').unwrap_or(given))
-        };
+        let rest = NAMESPACE_PREFIXES
+            .iter()
+            .find_map(|prefix| given.strip_prefix(prefix))
+            .unwrap_or_else(|| given.strip_prefix('/').unwrap_or(given));
         if rest.is_empty() {
             return Err(invalid("the name is empty".into()));
         }
@@ -68,7 +64,6 @@ impl Name {
         Ok(Name {
             given: given.to_owned(),
             base: rest.to_owned(),
-            namespace,
         })
     }
 
@@ -77,47 +72,12 @@ impl Name {
         &self.given
     }
 
-    /// The name without `/` or namespace prefix: the file name in `/dev/shm`.
-    #[cfg_attr(windows, allow(dead_code))]
+    /// The name without `/` or namespace prefix: the same for every
+    /// spelling of one name. The name as written is this with a prefix from
+    /// [`NAMESPACE_PREFIXES`], a `/`, or nothing before it.
     pub(crate) fn base(&self) -> &str {
         &self.base
     }
-
-    /// The Windows kernel-object name: the prefix (if any) and the base.
-    #[cfg_attr(not(windows), allow(dead_code))]
-    pub(crate) fn windows_name(&self) -> String {
-        format!("{}{}", self.namespace.unwrap_or(""), self.base)
-    }
-
-    /// The name passed to `shm_open` on platforms without `/dev/shm`:
-    /// `/base`, or `/ml_` and a digest when that exceeds `max_len` bytes.
-    #[cfg_attr(any(windows, target_os = "linux"), allow(dead_code))]
-    pub(crate) fn shm_open_name(&self, max_len: usize) -> String {
-        let plain = format!("/{}", self.base);
-        if plain.len() <= max_len {
-            return plain;
-        }
-        let digest = fnv1a_128(self.base.as_bytes());
-        let mut short = String::from("/ml_");
-        for byte in digest {
-            short.push_str(&format!("{byte:02x}"));
-        }
-        short.truncate(max_len);
-        short
-    }
-}
-
-/// 128-bit FNV-1a: stable across versions and platforms, which is all the
-/// long-name mapping needs (it is not a defence against chosen collisions).
-fn fnv1a_128(bytes: &[u8]) -> [u8; 16] {
-    const OFFSET: u128 = 0x6c62272e07bb014262b821756295c58d;
-    const PRIME: u128 = 0x0000000001000000000000000000013B;
-    let mut hash = OFFSET;
-    for &b in bytes {
-        hash ^= u128::from(b);
-        hash = hash.wrapping_mul(PRIME);
-    }
-    hash.to_be_bytes()
 }
 
 #[cfg(test)]
@@ -134,8 +94,8 @@ mod tests {
         assert_eq!(parse("/psm_1a2b").unwrap().base(), "psm_1a2b");
         let global = parse("Global\\MMFSharedData").unwrap();
         assert_eq!(global.base(), "MMFSharedData");
-        assert_eq!(global.windows_name(), "Global\\MMFSharedData");
         assert_eq!(global.given(), "Global\\MMFSharedData");
+        assert_eq!(parse("Local\\x").unwrap().base(), "x");
     }
 
     #[test]
@@ -162,19 +122,5 @@ mod tests {
             .to_string()
             .contains("at most 200"));
         assert!(parse(&"x".repeat(MAX_NAME_LEN)).is_ok());
-    }
-
-    #[test]
-    fn long_names_map_deterministically_within_the_limit() {
-        let a = parse(&"a".repeat(40)).unwrap().shm_open_name(31);
-        let b = parse(&"a".repeat(40)).unwrap().shm_open_name(31);
-        let c = parse(&format!("{}b", "a".repeat(39)))
-            .unwrap()
-            .shm_open_name(31);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
-        assert_eq!(a.len(), 31);
-        assert!(a.starts_with("/ml_"));
-        assert_eq!(parse("short").unwrap().shm_open_name(31), "/short");
     }
 }

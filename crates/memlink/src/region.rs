@@ -5,8 +5,9 @@ use std::ops::{Bound, RangeBounds};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{Access, CreateSpec, Lifetime};
-use crate::sys;
+use crate::object::create_or_open;
+use crate::sys::{self, CreateSpec};
+use crate::types::{Access, Disposition, Lifetime};
 
 /// A named shared-memory region: the seeds' file mapping backed by the
 /// paging file.
@@ -35,15 +36,6 @@ pub struct Region {
     handle: sys::Handle,
     name: Name,
     access: Access,
-}
-
-/// Whether [`Region::create_or_open`] made the region or found it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Disposition {
-    /// This call created the region.
-    Created,
-    /// The region existed and was opened.
-    Opened,
 }
 
 /// Options for creating a region.
@@ -126,24 +118,12 @@ impl RegionOptions {
         let op = Operation::CreateOrOpen;
         let parsed = Name::parse(name, op, ObjectKind::Region)?;
         let spec = self.spec(name, size, op)?;
-        // Each failure below means another process won a race since the
-        // last step, so the next step's outcome differs; a few rounds are
-        // plenty, the bound only guards against a livelock.
-        for _ in 0..1000 {
-            match sys::Handle::create(&parsed, ObjectKind::Region, &spec) {
-                Ok(handle) => return Ok((self.wrap(handle, parsed), Disposition::Created)),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.reframe(op)),
-            }
-            match sys::Handle::open(&parsed, ObjectKind::Region, Access::ReadWrite) {
-                Ok(handle) => return Ok((self.wrap(handle, parsed), Disposition::Opened)),
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e.reframe(op)),
-            }
-        }
-        Err(
-            Error::new(op, ObjectKind::Region, name, ErrorKind::AlreadyExists)
-                .with_detail("the name kept appearing and disappearing"),
+        let kind = ObjectKind::Region;
+        create_or_open(
+            &parsed,
+            kind,
+            |n| Ok(self.wrap(sys::Handle::create(n, kind, &spec)?, n.clone())),
+            |n| Ok(self.wrap(sys::Handle::open(n, kind, Access::ReadWrite)?, n.clone())),
         )
     }
 

@@ -10,9 +10,9 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
-use crate::object::Access;
-use crate::region::{Disposition, Region, ViewMut};
+use crate::region::{Region, ViewMut};
 use crate::sync::{Mutex, MutexGuard};
+use crate::types::{Access, Disposition};
 
 /// A `T` shared between processes: kept in the region `NAME` and guarded by
 /// the mutex `NAME.lock`. A new value starts as all zero bytes, which

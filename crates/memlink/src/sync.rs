@@ -13,30 +13,9 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{CreateSpec, Lifetime};
-use crate::region::Disposition;
-use crate::sys;
-
-/// Outcome of a wait in the platform layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-// Platforms without sync objects never make one.
-#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
-pub(crate) enum Wait {
-    Acquired,
-    /// Acquired a mutex whose previous holder died holding it.
-    Abandoned,
-    TimedOut,
-}
-
-/// Whether an event resets itself when it releases a waiter.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventReset {
-    /// Stays set, releasing every waiter, until [`Event::reset`].
-    Manual,
-    /// Each [`Event::set`] releases exactly one waiter, then the event is
-    /// reset again.
-    Auto,
-}
+use crate::object::create_or_open;
+use crate::sys::{self, CreateSpec, Wait};
+use crate::types::{Disposition, EventReset, Lifetime};
 
 /// Options for creating a named sync object: its lifetime and who may open
 /// it (Unix permission bits; default `0o600`).
@@ -82,32 +61,6 @@ impl SyncOptions {
             reserve: true,
         }
     }
-}
-
-/// Runs `create`, or `open` when the name is taken, until one of them
-/// succeeds: each failure means another process won a race in between.
-fn create_or_open<T>(
-    name: &str,
-    kind: ObjectKind,
-    create: impl Fn(&Name) -> Result<T>,
-    open: impl Fn(&Name) -> Result<T>,
-) -> Result<(T, Disposition)> {
-    let op = Operation::CreateOrOpen;
-    let parsed = Name::parse(name, op, kind)?;
-    for _ in 0..1000 {
-        match create(&parsed) {
-            Ok(object) => return Ok((object, Disposition::Created)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.reframe(op)),
-        }
-        match open(&parsed) {
-            Ok(object) => return Ok((object, Disposition::Opened)),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.reframe(op)),
-        }
-    }
-    Err(Error::new(op, kind, name, ErrorKind::AlreadyExists)
-        .with_detail("the name kept appearing and disappearing"))
 }
 
 fn deadline(timeout: Duration) -> Instant {
@@ -187,9 +140,10 @@ impl Mutex {
 
     /// Creates the mutex or opens it if it exists; says which happened.
     pub fn create_or_open(name: &str) -> Result<(Mutex, Disposition)> {
+        let name = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Mutex)?;
         let spec = SyncOptions::new().spec();
         create_or_open(
-            name,
+            &name,
             ObjectKind::Mutex,
             |n| {
                 Ok(Mutex {
@@ -329,9 +283,10 @@ impl Semaphore {
     /// Creates the semaphore or opens it if it exists (keeping its counts);
     /// says which happened.
     pub fn create_or_open(name: &str, initial: u32, max: u32) -> Result<(Semaphore, Disposition)> {
+        let name = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Semaphore)?;
         let spec = SyncOptions::new().spec();
         create_or_open(
-            name,
+            &name,
             ObjectKind::Semaphore,
             |n| {
                 check_counts(n, initial, max)?;
@@ -454,9 +409,10 @@ impl Event {
         reset: EventReset,
         initially_set: bool,
     ) -> Result<(Event, Disposition)> {
+        let name = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Event)?;
         let spec = SyncOptions::new().spec();
         create_or_open(
-            name,
+            &name,
             ObjectKind::Event,
             |n| {
                 Ok(Event {

@@ -969,9 +969,7 @@ fn out_of_range_slots_and_lengths_in_the_ring_are_skipped_or_clamped() {
 #[test]
 fn participants_in_one_process_see_each_other_alive_and_get_every_sample() {
     let name = unique_name("one-process");
-    let options = ServiceOptions::new()
-        .capacity(4)
-        .overflow(Overflow::Block);
+    let options = ServiceOptions::new().capacity(4).overflow(Overflow::Block);
     let idle = options.subscriber::<u64>(&name).unwrap();
     let a = options.publisher::<u64>(&name).unwrap();
     let b = options.publisher::<u64>(&name).unwrap();

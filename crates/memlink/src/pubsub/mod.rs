@@ -45,8 +45,8 @@
 //! written, so a publisher killed mid-send leaves either nothing or a
 //! whole sample.
 //!
-//! A waiting subscriber spins briefly, then sets its sleeping bit, checks
-//! again and sleeps in the kernel (a futex on Linux, a named event on
+//! A waiting subscriber polls briefly (spinning, then yielding the CPU),
+//! then sets its sleeping bit, checks again and sleeps in the kernel (a futex on Linux, a named event on
 //! Windows); a publisher rings only the subscribers whose bit is set, so a
 //! send makes no system call while nobody sleeps.
 //!
@@ -263,10 +263,14 @@ impl ServiceOptions {
     }
 }
 
-/// How long a waiting participant spins before it sleeps, in polls.
-/// Short: on a machine where both processes share one CPU, every spin
-/// delays the peer it waits for.
-const SPINS: u32 = 32;
+/// How a waiting participant polls before it sleeps: `SPINS` polls with a
+/// pause between them, then `YIELDS` polls with the CPU given up between
+/// them. Spinning answers in well under a microsecond when the peer runs
+/// on another CPU; yielding lets a peer that shares this CPU run at once
+/// (and costs one short system call when there is none); only then does
+/// the waiter sleep in the kernel.
+const SPINS: u32 = 4;
+const YIELDS: u32 = 16;
 
 /// The `(word, bit)` of participant `i` in a bit set.
 fn bit_of(i: u32) -> (u64, u64) {

@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
-use super::service::{Role, Service};
+use super::service::{Joined, Role, Service};
 use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
@@ -78,21 +78,13 @@ impl<T: Payload + ?Sized> Publisher<T> {
     }
 
     pub(super) fn connect_with(name: &str, options: &ServiceOptions) -> Result<Publisher<T>> {
-        let service = Service::connect(name, options, payload_type::<T>())?;
-        // What dead subscribers still hold comes back now, not when the
-        // pool runs dry.
-        service.reap_dead_subscribers()?;
-        let (index, claim) = service.claim_place(Role::Publisher)?;
-        let layout = *service.layout();
-        let data = service
-            .handle
-            .map(
-                layout.data + layout.partition(index),
-                layout.partition_size as usize,
-                true,
-            )
-            .map_err(|e| e.reframe(Operation::Connect))?;
-        let doorbell = sys::Doorbell::new(&service.handle, service.place(Role::Publisher, index))?;
+        let Joined {
+            service,
+            index,
+            claim,
+            data,
+            doorbell,
+        } = Service::join(name, options, payload_type::<T>(), Role::Publisher)?;
         let pool = Pool::recover(&service, index)?;
         let entry = service.control.publisher(index);
         entry.pid.store(std::process::id(), Ordering::Relaxed);

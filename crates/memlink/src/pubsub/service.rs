@@ -10,8 +10,9 @@ use super::layout::{
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{Access, CreateSpec, Lifetime};
 use crate::sys;
+use crate::sys::CreateSpec;
+use crate::types::{Access, Lifetime};
 
 const KIND: ObjectKind = ObjectKind::Service;
 /// How long a joiner waits for a creator that is still writing the header
@@ -23,6 +24,16 @@ const SETUP_WAIT: Duration = Duration::from_secs(5);
 pub(super) enum Role {
     Publisher,
     Subscriber,
+}
+
+/// What a new participant gets from [`Service::join`].
+pub(super) struct Joined {
+    pub(super) service: Service,
+    /// The participant's place among those of its role.
+    pub(super) index: u32,
+    pub(super) claim: sys::Claim,
+    pub(super) data: sys::Mapping,
+    pub(super) doorbell: sys::Doorbell,
 }
 
 /// One participant's connection to a service: its own handle (so its own
@@ -97,6 +108,43 @@ impl Service {
             _control_map: map,
             handle,
             name,
+        })
+    }
+
+    /// Connects as a `role` participant: makes or opens the service,
+    /// reaps dead subscribers (what they held comes back now, not when the
+    /// pool runs dry), claims a place and maps the data the role uses: the
+    /// publisher its own partition, writable; the subscriber all of it,
+    /// read-only.
+    pub(super) fn join(
+        name: &str,
+        options: &ServiceOptions,
+        payload: PayloadType,
+        role: Role,
+    ) -> Result<Joined> {
+        let service = Service::connect(name, options, payload)?;
+        service.reap_dead_subscribers()?;
+        let (index, claim) = service.claim_place(role)?;
+        let l = service.layout();
+        let (offset, len, writable) = match role {
+            Role::Publisher => (l.data + l.partition(index), l.partition_size, true),
+            Role::Subscriber => (
+                l.data,
+                l.partition_size * u64::from(l.settings.max_publishers),
+                false,
+            ),
+        };
+        let data = service
+            .handle
+            .map(offset, len as usize, writable)
+            .map_err(|e| e.reframe(Operation::Connect))?;
+        let doorbell = sys::Doorbell::new(&service.handle, service.place(role, index))?;
+        Ok(Joined {
+            service,
+            index,
+            claim,
+            data,
+            doorbell,
         })
     }
 
@@ -488,54 +536,55 @@ impl ServiceOptions {
     /// the error says both values.
     fn check(&self, existing: &Settings, payload: &PayloadType) -> std::result::Result<(), String> {
         let asked = self.resolve(payload);
-        let mut diffs = Vec::new();
-        let mut compare = |what: &str, chosen: bool, mine: u64, theirs: u64| {
-            if chosen && mine != theirs {
-                diffs.push(format!("{what} {mine} here, {theirs} in the service"));
-            }
-        };
-        compare(
-            "max_publishers",
-            self.max_publishers.is_some(),
-            asked.max_publishers.into(),
-            existing.max_publishers.into(),
-        );
-        compare(
-            "max_subscribers",
-            self.max_subscribers.is_some(),
-            asked.max_subscribers.into(),
-            existing.max_subscribers.into(),
-        );
-        compare(
-            "capacity",
-            self.capacity.is_some(),
-            asked.capacity.into(),
-            existing.capacity.into(),
-        );
-        compare(
-            "history",
-            self.history.is_some(),
-            asked.history.into(),
-            existing.history.into(),
-        );
-        compare(
-            "max_loans",
-            self.max_loans.is_some(),
-            asked.max_loans.into(),
-            existing.max_loans.into(),
-        );
-        compare(
-            "max_borrowed",
-            self.max_borrowed.is_some(),
-            asked.max_borrowed.into(),
-            existing.max_borrowed.into(),
-        );
-        compare(
-            "largest payload (bytes)",
-            self.max_slice_len.is_some(),
-            asked.max_payload,
-            existing.max_payload,
-        );
+        let chosen = [
+            (
+                "max_publishers",
+                self.max_publishers.is_some(),
+                asked.max_publishers,
+                existing.max_publishers,
+            ),
+            (
+                "max_subscribers",
+                self.max_subscribers.is_some(),
+                asked.max_subscribers,
+                existing.max_subscribers,
+            ),
+            (
+                "capacity",
+                self.capacity.is_some(),
+                asked.capacity,
+                existing.capacity,
+            ),
+            (
+                "history",
+                self.history.is_some(),
+                asked.history,
+                existing.history,
+            ),
+            (
+                "max_loans",
+                self.max_loans.is_some(),
+                asked.max_loans,
+                existing.max_loans,
+            ),
+            (
+                "max_borrowed",
+                self.max_borrowed.is_some(),
+                asked.max_borrowed,
+                existing.max_borrowed,
+            ),
+        ];
+        let mut diffs: Vec<String> = chosen
+            .into_iter()
+            .filter(|&(_, chosen, mine, theirs)| chosen && mine != theirs)
+            .map(|(what, _, mine, theirs)| format!("{what} {mine} here, {theirs} in the service"))
+            .collect();
+        if self.max_slice_len.is_some() && asked.max_payload != existing.max_payload {
+            diffs.push(format!(
+                "largest payload {} bytes here, {} in the service",
+                asked.max_payload, existing.max_payload
+            ));
+        }
         if self.overflow.is_some() && asked.overflow != existing.overflow {
             let word = |o: u32| if o == 1 { "block" } else { "overwrite" };
             diffs.push(format!(

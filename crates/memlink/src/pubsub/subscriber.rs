@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 const RECHECK: Duration = Duration::from_millis(50);
 
 use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
-use super::service::{Role, Service};
-use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS};
+use super::service::{Joined, Role, Service};
+use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
 
@@ -60,24 +60,17 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     }
 
     pub(super) fn connect_with(name: &str, options: &ServiceOptions) -> Result<Subscriber<T>> {
-        let service = Service::connect(name, options, payload_type::<T>())?;
-        // What dead subscribers still hold comes back now, not when the
-        // pool runs dry.
-        service.reap_dead_subscribers()?;
-        let (index, claim) = service.claim_place(Role::Subscriber)?;
+        let Joined {
+            service,
+            index,
+            claim,
+            data,
+            doorbell,
+        } = Service::join(name, options, payload_type::<T>(), Role::Subscriber)?;
         // The place may hold what a dead subscriber left; it is ours now.
         service.clear_subscriber(index);
         let layout = *service.layout();
         let s = layout.settings;
-        let data = service
-            .handle
-            .map(
-                layout.data,
-                (layout.partition_size * u64::from(s.max_publishers)) as usize,
-                false,
-            )
-            .map_err(|e| e.reframe(Operation::Connect))?;
-        let doorbell = sys::Doorbell::new(&service.handle, service.place(Role::Subscriber, index))?;
         let c = &service.control;
         let capacity = layout.capacity();
         let start_from = |head: u64| head - head.min(u64::from(s.history)).min(capacity);
@@ -168,11 +161,15 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let c = &self.service.control;
         let (w, bit) = bit_of(self.index);
         loop {
-            for _ in 0..SPINS {
+            for poll in 0..SPINS + YIELDS {
                 if let Some(sample) = self.try_recv()? {
                     return Ok(sample);
                 }
-                std::hint::spin_loop();
+                if poll < SPINS {
+                    std::hint::spin_loop();
+                } else {
+                    std::thread::yield_now();
+                }
             }
             let word = &c.subscriber(self.index).doorbell;
             let seen = word.load(Ordering::SeqCst);

@@ -1,41 +1,38 @@
 //! The platform layer: the only place that knows which OS it runs on.
 //!
-//! Every backend provides the same small interface:
+//! The layers above (regions, sync objects, listing) use exactly what this
+//! module re-exports and defines below, and nothing else: that is the
+//! contract every backend meets. Each backend (`linux/`, `bsd/`,
+//! `windows/`) has the same shape: `mod.rs` says how named objects live and
+//! die there and makes the handles, `sync.rs` makes the sync objects, and
+//! the other files hold one concept each (`names.rs`, `listing.rs`, ...;
+//! Linux still lists in `mod.rs`). What the two Unix backends share is in
+//! `unix.rs`; the view type every backend maps is in `mapping.rs`.
 //!
-//! - `Handle`: an open named object. `Handle::create(name, kind, spec)`
-//!   publishes a fully made object atomically (exclusive; a stale one of
-//!   the same name is reaped first), `Handle::open(name, kind, access)`
-//!   opens one, `size()` tells its size, `map(offset, len, writable)` maps
-//!   a view at any byte offset (the backend aligns the OS mapping). Dropping
-//!   the handle closes it and, for [`Lifetime::LastHandle`] objects, removes
-//!   the name when it was the last handle.
-//! - `Mapping`: a mapped view; `as_ptr()`, `len()`, unmapped on drop.
-//! - `list()`, `inspect(name)`, `remove(name)`, `reap()`.
-//! - For messaging: `Handle::create_with(name, kind, spec, init)` (the
-//!   contents set up before others use them), `Handle::claim(index)` /
-//!   `Handle::is_claimed(index)` (numbered participant places whose
-//!   liveness the kernel keeps: a claim ends when its process dies) and
-//!   `Doorbell` (`new(handle, index)`, `wait(word, seen, deadline)`,
-//!   `ring(word)`: sleep until another process rings, futex-style).
-//!
-//! [`Lifetime::LastHandle`]: crate::Lifetime::LastHandle
+//! The lifetime protocol itself, with the races it closes and the tests
+//! that prove it, is in `docs/protocol.md` at the repository root.
 
+use crate::error::{Error, ObjectKind, Operation};
+use crate::types::Lifetime;
+
+mod mapping;
 #[cfg(unix)]
 mod unix;
 
 #[cfg(target_os = "linux")]
 mod linux;
 #[cfg(target_os = "linux")]
-pub(crate) use linux::*;
+use linux as platform;
 
 #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-mod posix;
+mod bsd;
 #[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-pub(crate) use posix::*;
-#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-mod no_messaging;
-#[cfg(any(target_os = "macos", target_os = "ios", target_os = "freebsd"))]
-pub(crate) use no_messaging::{messaging_supported, Claim, Doorbell};
+use bsd as platform;
+
+#[cfg(windows)]
+mod windows;
+#[cfg(windows)]
+use windows as platform;
 
 #[cfg(not(any(
     target_os = "linux",
@@ -46,7 +43,130 @@ pub(crate) use no_messaging::{messaging_supported, Claim, Doorbell};
 )))]
 compile_error!("memlink supports Linux, Windows, macOS and FreeBSD");
 
-#[cfg(windows)]
-mod windows;
-#[cfg(windows)]
-pub(crate) use windows::*;
+// ---------------------------------------------------------------------------
+// The contract
+// ---------------------------------------------------------------------------
+
+/// An open named object (a region, or the storage of a sync object).
+///
+/// - `Handle::create(&Name, ObjectKind, &CreateSpec) -> Result<Handle>`
+///   publishes a fully made object atomically: exclusive (a taken name is
+///   `AlreadyExists`; a stale memlink object of that name is reaped first),
+///   and no other process ever sees it half made.
+/// - `Handle::open(&Name, ObjectKind, Access) -> Result<Handle>` opens one:
+///   `NotFound` if the name is gone (or only stale holders are left),
+///   `WrongKind` if it is another kind of object.
+/// - `handle.size() -> u64`: the object's size (for an opened handle, what
+///   the OS reports, which may be rounded up to a page).
+/// - `handle.map(offset, len, writable) -> Result<Mapping>`: a view at any
+///   byte offset (the backend aligns the OS mapping); writable only for a
+///   handle opened read-write.
+///
+/// Dropping the handle closes it and, for a [`Lifetime::LastHandle`]
+/// object, removes the name when it was the last handle.
+///
+/// For messaging:
+///
+/// - `Handle::create_with(&Name, ObjectKind, &CreateSpec, init)`: as
+///   `create`, with `init` setting up the contents (before the name
+///   appears where the OS allows; on Windows callers publish readiness
+///   themselves).
+/// - `handle.claim(index) -> Result<Option<Claim>>` and
+///   `handle.is_claimed(index) -> Result<bool>`: numbered participant
+///   places whose liveness the kernel keeps (a claim ends when its
+///   process dies); `None` when a live participant holds the place.
+pub(crate) use platform::Handle;
+
+/// A claimed participant place (see `Handle::claim`); dropping it frees
+/// the place.
+pub(crate) use platform::Claim;
+
+/// A participant's doorbell: `Doorbell::new(&Handle, index)`,
+/// `wait(&AtomicU32, seen, Option<Instant>) -> bool` (sleeps while the word
+/// holds `seen`, until rung; false once the deadline has passed) and
+/// `ring(&AtomicU32)` (the ringer changed the word first): sleeping until
+/// another process rings, futex-style.
+pub(crate) use platform::Doorbell;
+
+/// `Ok(())` where messaging works, an `Unsupported` error about the named
+/// service elsewhere.
+pub(crate) use platform::messaging_supported;
+
+/// A named mutex that tells the next locker when its holder died:
+/// `RawMutex::create(&Name, &CreateSpec)`, `RawMutex::open(&Name)`,
+/// `lock(Option<Instant>) -> Result<Wait>` (`None` waits forever, a deadline
+/// already past tries once; [`Wait::Abandoned`] is still a lock), and
+/// `unlock()` by the thread holding it.
+///
+/// Platforms without sync objects fail every constructor of these three
+/// with `Unsupported`.
+pub(crate) use platform::RawMutex;
+
+/// A named counting semaphore: `RawSemaphore::create(&Name, &CreateSpec,
+/// initial, max)` (the counts already checked), `RawSemaphore::open(&Name)`,
+/// `wait(Option<Instant>) -> Result<Wait>`, and `release(n) -> Result<u32>`,
+/// which returns the count before and fails past the maximum.
+pub(crate) use platform::RawSemaphore;
+
+/// A named event: `RawEvent::create(&Name, &CreateSpec, EventReset,
+/// initially_set)`, `RawEvent::open(&Name)`, `set()`, `reset()` and
+/// `wait(Option<Instant>) -> Result<Wait>`.
+pub(crate) use platform::RawEvent;
+
+/// Every named object on this machine that this process can see, memlink's
+/// and foreign ones, in no particular order; listing removes nothing that a
+/// live process could still use.
+pub(crate) use platform::list;
+
+/// What is known about one named object.
+pub(crate) use platform::inspect;
+
+/// Removes a name, whatever made it and whoever holds it (where the OS
+/// allows; Windows does not).
+pub(crate) use platform::remove;
+
+/// Removes the stale memlink objects that crashed processes left, and
+/// returns what it removed; never touches a foreign object.
+pub(crate) use platform::reap;
+
+/// A mapped view: `as_ptr()`, `len()`, unmapped on drop.
+pub(crate) use mapping::Mapping;
+
+/// Everything needed to create an object; built by the public option types.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CreateSpec {
+    /// The size in bytes (for a region; sync objects size themselves).
+    pub(crate) size: u64,
+    pub(crate) lifetime: Lifetime,
+    /// Unix permission bits; on Windows, any bit for group or others opens
+    /// the object to every user.
+    pub(crate) mode: u32,
+    /// Whether to commit the memory at create time. Windows always does
+    /// (`SEC_COMMIT`), so it has no use for the choice.
+    #[cfg_attr(windows, allow(dead_code))]
+    pub(crate) reserve: bool,
+}
+
+/// The outcome of a wait on a sync object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+// The platforms without sync objects never make one.
+#[cfg_attr(not(any(target_os = "linux", windows)), allow(dead_code))]
+pub(crate) enum Wait {
+    /// The wait was satisfied.
+    Acquired,
+    /// Acquired a mutex whose previous holder died holding it.
+    Abandoned,
+    /// The deadline passed first.
+    TimedOut,
+}
+
+/// The error of a listing or reaping operation, which is about no one name.
+fn list_error(operation: Operation, err: std::io::Error) -> Error {
+    Error::os(operation, ObjectKind::Region, "", err)
+}
+
+// The BSD backend's name encodings are plain string functions: compile and
+// test them on Linux too, where the tests run.
+#[cfg(all(test, target_os = "linux"))]
+#[path = "bsd/names.rs"]
+mod bsd_names;

@@ -2,14 +2,16 @@
 //! object is memlink's, mapped views, error helpers.
 
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr::NonNull;
 
+use rustix::fs::{self, Mode, OFlags};
 use rustix::mm::{MapFlags, ProtFlags};
 
+use super::mapping::Mapping;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation};
 use crate::name::Name;
-use crate::object::Lifetime;
+use crate::types::Lifetime;
 
 /// How often create/open start over after losing a race before giving up.
 pub(super) const RACE_RETRIES: usize = 1000;
@@ -35,10 +37,15 @@ impl Mark {
             "persistent" => Lifetime::Persistent,
             _ => return None,
         };
-        Some(Mark {
-            kind: ObjectKind::from_str(kind)?,
-            lifetime,
-        })
+        let kind = match kind {
+            "region" => ObjectKind::Region,
+            "mutex" => ObjectKind::Mutex,
+            "semaphore" => ObjectKind::Semaphore,
+            "event" => ObjectKind::Event,
+            "service" => ObjectKind::Service,
+            _ => return None,
+        };
+        Some(Mark { kind, lifetime })
     }
 }
 
@@ -82,40 +89,99 @@ pub(super) fn map_fd(
     len: usize,
     writable: bool,
 ) -> io::Result<Mapping> {
-    let page = rustix::param::page_size() as u64;
-    let aligned = offset - offset % page;
-    let lead = (offset - aligned) as usize;
-    let map_len = len
-        .checked_add(lead)
-        .ok_or_else(|| io::Error::from(io::ErrorKind::InvalidInput))?;
     let prot = if writable {
         ProtFlags::READ | ProtFlags::WRITE
     } else {
         ProtFlags::READ
     };
-    // SAFETY: a fresh mapping at an address the kernel chooses cannot alias
-    // any Rust object; the descriptor is valid for the call.
-    let base = unsafe {
-        rustix::mm::mmap(
-            std::ptr::null_mut(),
-            map_len,
-            prot,
-            MapFlags::SHARED,
-            fd,
-            aligned,
-        )
-    }?;
-    let base = NonNull::new(base.cast::<u8>()).expect("mmap never returns null on success");
-    Ok(Mapping {
-        base,
-        map_len,
-        lead,
-        len,
-    })
+    let page = rustix::param::page_size() as u64;
+    let too_large = || io::Error::from(io::ErrorKind::InvalidInput);
+    let map = |start, map_len| {
+        // SAFETY: a fresh mapping at an address the kernel chooses cannot
+        // alias any Rust object; the descriptor is valid for the call.
+        let base = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                map_len,
+                prot,
+                MapFlags::SHARED,
+                fd,
+                start,
+            )
+        }?;
+        Ok(NonNull::new(base.cast::<u8>()).expect("mmap never returns null on success"))
+    };
+    // SAFETY: `map` returns a fresh mapping of `map_len` bytes, which only
+    // the Mapping unmaps.
+    unsafe { Mapping::new(offset, len, page, too_large, map) }
+}
+
+/// Unmaps what `map_fd` mapped.
+///
+/// # Safety
+///
+/// `base` and `len` are a mapping made by `mmap` that nothing uses any more.
+pub(super) unsafe fn unmap(base: NonNull<u8>, len: usize) {
+    // SAFETY: as the caller promises. Nothing to report a failure to.
+    let _ = unsafe { rustix::mm::munmap(base.as_ptr().cast(), len) };
+}
+
+/// Calls `visit` with the name of each entry of the directory `dir` but `.`
+/// and `..`, and those that are not UTF-8 (memlink makes none), as it reads
+/// them.
+pub(super) fn for_each_entry(
+    dir: BorrowedFd<'_>,
+    mut visit: impl FnMut(&str) -> io::Result<()>,
+) -> io::Result<()> {
+    let listing = fs::openat(
+        dir,
+        ".",
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )?;
+    let mut entries = fs::Dir::new(listing)?;
+    while let Some(entry) = entries.read() {
+        match entry?.file_name().to_str() {
+            Ok("." | "..") | Err(_) => {}
+            Ok(name) => visit(name)?,
+        }
+    }
+    Ok(())
+}
+
+/// An open named object: the object's descriptor, and what the handle knows
+/// of it. Each backend makes handles its own way and closes them in its own
+/// `Drop`: Linux keeps the liveness lock on `fd` itself, BSD on a sidecar.
+#[derive(Debug)]
+pub(crate) struct Handle {
+    pub(super) fd: OwnedFd,
+    /// macOS and FreeBSD: this handle's own open of the object's sidecar,
+    /// holding the shared `flock`; `None` for a foreign object, which has
+    /// no sidecar.
+    #[cfg(not(target_os = "linux"))]
+    pub(super) sidecar: Option<OwnedFd>,
+    pub(super) name: Name,
+    pub(super) kind: ObjectKind,
+    /// The size asked for by the creator's handle, and what the kernel
+    /// reports for an opened one (rounded up to a whole page on macOS).
+    pub(super) size: u64,
+    /// Whether this is a memlink last-handle object, whose name goes with
+    /// the last handle.
+    pub(super) remove_on_last_close: bool,
+}
+
+impl Handle {
+    pub(crate) fn size(&self) -> u64 {
+        self.size
+    }
+
+    pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping, Error> {
+        map_view(&self.fd, offset, len, writable, self.kind, &self.name)
+    }
 }
 
 /// Maps a view for `Handle::map`, with the error naming the object.
-pub(super) fn map_view(
+fn map_view(
     fd: impl AsFd,
     offset: u64,
     len: usize,
@@ -137,37 +203,27 @@ pub(super) fn map_view(
     })
 }
 
-/// A mapped view. The OS mapping starts `lead` bytes before the view, at
-/// the page boundary the kernel requires.
-#[derive(Debug)]
-pub(crate) struct Mapping {
-    base: NonNull<u8>,
-    map_len: usize,
-    lead: usize,
-    len: usize,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-// SAFETY: a Mapping is an address range owned by this value alone; the
-// memory behind it is shared memory, valid from any thread until unmapped.
-unsafe impl Send for Mapping {}
-// SAFETY: &Mapping gives only the address; access rules are the caller's.
-unsafe impl Sync for Mapping {}
-
-impl Mapping {
-    pub(crate) fn as_ptr(&self) -> *mut u8 {
-        // SAFETY: lead < map_len, so the result stays inside the mapping.
-        unsafe { self.base.as_ptr().add(self.lead) }
-    }
-
-    pub(crate) fn len(&self) -> usize {
-        self.len
-    }
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        // SAFETY: base/map_len are exactly what mmap returned, and nothing
-        // can use the range after the Mapping is gone.
-        let _ = unsafe { rustix::mm::munmap(self.base.as_ptr().cast(), self.map_len) };
+    #[test]
+    fn marks_round_trip() {
+        let kinds = [
+            ObjectKind::Region,
+            ObjectKind::Mutex,
+            ObjectKind::Semaphore,
+            ObjectKind::Event,
+            ObjectKind::Service,
+        ];
+        for kind in kinds {
+            for lifetime in [Lifetime::LastHandle, Lifetime::Persistent] {
+                let mark = Mark { kind, lifetime };
+                assert_eq!(Mark::decode(mark.encode().as_bytes()), Some(mark));
+            }
+        }
+        assert_eq!(Mark::decode(b""), None);
+        assert_eq!(Mark::decode(b"region;last-handlex"), None);
+        assert_eq!(Mark::decode(b"queue;last-handle"), None);
     }
 }

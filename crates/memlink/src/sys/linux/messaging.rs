@@ -25,7 +25,7 @@ use rustix::io::Errno;
 
 use super::{Handle, Mapping};
 use crate::error::{Error, ObjectKind, Operation, Result};
-use crate::object::CreateSpec;
+use crate::sys::CreateSpec;
 
 /// Whether messaging works on this platform: it does.
 pub(crate) fn messaging_supported(_name: &crate::name::Name) -> Result<()> {

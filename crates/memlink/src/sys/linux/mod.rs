@@ -86,11 +86,13 @@ use std::sync::OnceLock;
 use rustix::fs::{self, AtFlags, FlockOperation, Mode, OFlags};
 use rustix::io::Errno;
 
-pub(crate) use super::unix::Mapping;
-use super::unix::{map_fd, map_view, os_err, reserve_error, Mark, RACE_RETRIES};
+pub(crate) use super::unix::Handle;
+use super::unix::{for_each_entry, map_fd, os_err, reserve_error, Mark, RACE_RETRIES};
+use super::Mapping;
+use super::{list_error, CreateSpec};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{list_error, Access, CreateSpec, Lifetime, ObjectInfo, State};
+use crate::types::{Access, Lifetime, ObjectInfo, State};
 
 const SHM_DIR: &str = "/dev/shm";
 const MARK_ATTR: &str = "user.memlink";
@@ -151,18 +153,6 @@ impl XattrMark for Mark {
 
 /// Sets up a new object's contents before it is published.
 pub(super) type Initializer<'a> = &'a mut dyn FnMut(&Mapping) -> Result<()>;
-
-/// An open named object: a descriptor holding a shared `flock`.
-#[derive(Debug)]
-pub(crate) struct Handle {
-    fd: OwnedFd,
-    name: Name,
-    kind: ObjectKind,
-    size: u64,
-    /// Whether this is a memlink last-handle object, whose name goes with
-    /// the last handle.
-    remove_on_last_close: bool,
-}
 
 impl Handle {
     pub(crate) fn create(name: &Name, kind: ObjectKind, spec: &CreateSpec) -> Result<Handle> {
@@ -295,14 +285,6 @@ impl Handle {
         }
         Err(Error::new(op, kind, name.given(), ErrorKind::NotFound)
             .with_detail("the name kept being removed and re-created"))
-    }
-
-    pub(crate) fn size(&self) -> u64 {
-        self.size
-    }
-
-    pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {
-        map_view(&self.fd, offset, len, writable, self.kind, &self.name)
     }
 }
 
@@ -552,29 +534,12 @@ fn for_each_object(
 ) -> Result<()> {
     let err = |e: io::Error| list_error(operation, e);
     let dir = shm_dir().map_err(err)?;
-    let listing = fs::openat(
-        dir,
-        ".",
-        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        Mode::empty(),
-    )
-    .map_err(|e| err(e.into()))?;
     let holders = flock_holders();
-    let mut entries = fs::Dir::new(listing).map_err(|e| err(e.into()))?;
-    while let Some(entry) = entries.read() {
-        let entry = entry.map_err(|e| err(e.into()))?;
-        let Ok(base) = entry.file_name().to_str() else {
-            continue;
-        };
-        if base == "." || base == ".." {
-            continue;
-        }
-        let base = base.to_owned();
-        if let Some(info) = describe(dir, &base, holders.as_deref()).map_err(err)? {
-            visit(dir, &base, info).map_err(err)?;
-        }
-    }
-    Ok(())
+    for_each_entry(dir, |base| match describe(dir, base, holders.as_deref())? {
+        Some(info) => visit(dir, base, info),
+        None => Ok(()),
+    })
+    .map_err(err)
 }
 
 pub(crate) fn list() -> Result<Vec<ObjectInfo>> {

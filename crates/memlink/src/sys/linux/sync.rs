@@ -25,8 +25,8 @@ use rustix::thread::futex;
 use super::{Handle, Mapping};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::{Access, CreateSpec};
-use crate::sync::{EventReset, Wait};
+use crate::sys::{CreateSpec, Wait};
+use crate::types::{Access, EventReset};
 
 const MAGIC: u32 = u32::from_le_bytes(*b"MLSY");
 const VERSION: u32 = 1;

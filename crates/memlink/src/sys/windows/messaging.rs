@@ -30,11 +30,13 @@ use windows_sys::Win32::System::Memory::{
 };
 use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent, WaitForSingleObject};
 
+use super::errors::{last_error, os_error};
+use super::names::{kernel_name, open_named, wide};
 use super::sync::millis_until;
-use super::{last_error, os_error, wide, Handle, Mapping};
+use super::Handle;
 use crate::error::{ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::CreateSpec;
+use crate::sys::{CreateSpec, Mapping};
 
 /// Whether messaging works on this platform: it does.
 pub(crate) fn messaging_supported(_name: &crate::name::Name) -> Result<()> {
@@ -69,7 +71,7 @@ impl Handle {
     /// Claims participant place `index`; `Ok(None)` when it is held (or
     /// being looked at).
     pub(crate) fn claim(&self, index: u32) -> Result<Option<Claim>> {
-        let place = wide(&format!("{}#p{index}", self.name.windows_name()));
+        let place = wide(&format!("{}#p{index}", kernel_name(&self.name)));
         // SAFETY: a paging-file section of one page, default security; the
         // NUL-terminated name outlives the call. The last error is cleared
         // first so that ERROR_ALREADY_EXISTS is only seen when set by it.
@@ -98,18 +100,12 @@ impl Handle {
 
     /// Whether a live participant holds place `index`.
     pub(crate) fn is_claimed(&self, index: u32) -> Result<bool> {
-        let place = wide(&format!("{}#p{index}", self.name.windows_name()));
-        // SAFETY: the NUL-terminated name outlives the call.
-        let raw = unsafe { OpenFileMappingW(FILE_MAP_READ, FALSE, place.as_ptr()) };
-        if raw.is_null() {
-            return match last_error() {
-                ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND => Ok(false),
-                code => Err(os_error(Operation::Connect, self.kind, &self.name, code)),
-            };
+        let place = wide(&format!("{}#p{index}", kernel_name(&self.name)));
+        match open_named(OpenFileMappingW, &place, FILE_MAP_READ) {
+            Ok(_) => Ok(true), // dropped: closed at once
+            Err(ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND) => Ok(false),
+            Err(code) => Err(os_error(Operation::Connect, self.kind, &self.name, code)),
         }
-        // SAFETY: `raw` is a fresh handle nothing else owns; dropping closes it.
-        drop(unsafe { OwnedHandle::from_raw_handle(raw) });
-        Ok(true)
     }
 }
 
@@ -129,7 +125,7 @@ pub(crate) struct Doorbell {
 impl Doorbell {
     /// The doorbell of place `index` of the object `handle` refers to.
     pub(crate) fn new(handle: &Handle, index: u32) -> Result<Doorbell> {
-        let name = wide(&format!("{}#w{index}", handle.name.windows_name()));
+        let name = wide(&format!("{}#w{index}", kernel_name(&handle.name)));
         // SAFETY: default security, auto-reset, initially clear; the
         // NUL-terminated name outlives the call. Opens the event if it exists.
         let raw = unsafe { CreateEventW(ptr::null(), FALSE, FALSE, name.as_ptr()) };

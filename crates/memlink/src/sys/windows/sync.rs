@@ -38,13 +38,13 @@ use windows_sys::Win32::System::Threading::{
     INFINITE, MUTEX_MODIFY_STATE, SEMAPHORE_MODIFY_STATE, SYNCHRONIZATION_SYNCHRONIZE,
 };
 
-use super::{held_by_another_user, last_error, name_is_taken, os_error, wide, CreationSecurity};
+use super::errors::{held_by_another_user, last_error, name_is_taken, os_error};
+use super::names::{kernel_name, open_named, wide, OpenFn};
+use super::security::CreationSecurity;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::CreateSpec;
-use crate::sync::{EventReset, Wait};
-
-/// Any bit for group or others opens a new object to every user.
+use crate::sys::{CreateSpec, Wait};
+use crate::types::EventReset;
 
 /// The right to read a semaphore's counts (`NtQuerySemaphore`); declared
 /// by windows-sys only among the WDK's constants.
@@ -72,9 +72,6 @@ extern "system" {
     ) -> NTSTATUS;
 }
 
-/// The signature shared by `OpenMutexW`, `OpenSemaphoreW` and `OpenEventW`.
-type OpenFn = unsafe extern "system" fn(u32, BOOL, PCWSTR) -> HANDLE;
-
 const OTHER_KIND: &str = "another kind of kernel object (a section, mutex, event or \
                           semaphore) has that name; all kernel objects share one namespace";
 
@@ -94,7 +91,7 @@ fn create_object(
     let op = Operation::Create;
     let security = CreationSecurity::new(name, kind, spec)?;
     let attributes_ptr = security.as_ptr();
-    let wide_name = wide(&name.windows_name());
+    let wide_name = wide(&kernel_name(name));
     // SAFETY: clears the calling thread's last-error value, so that
     // ERROR_ALREADY_EXISTS below can only come from `create`.
     unsafe { SetLastError(0) };
@@ -111,7 +108,7 @@ fn create_object(
             // Another user's object of that name, or the creation itself
             // refused: a look-only open tells them apart.
             ERROR_ACCESS_DENIED
-                if name_is_taken(open_raw(&wide_name, open, SYNCHRONIZATION_SYNCHRONIZE)) =>
+                if name_is_taken(open_named(open, &wide_name, SYNCHRONIZATION_SYNCHRONIZE)) =>
             {
                 held_by_another_user(op, kind, name)
             }
@@ -125,18 +122,6 @@ fn create_object(
         return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists));
     }
     Ok(handle)
-}
-
-/// Opens the object called `name` with `open` and `access`; the error is
-/// the Win32 error code.
-fn open_raw(name: &[u16], open: OpenFn, access: u32) -> std::result::Result<OwnedHandle, u32> {
-    // SAFETY: `name` is NUL-terminated and outlives the call.
-    let raw = unsafe { open(access, FALSE, name.as_ptr()) };
-    if raw.is_null() {
-        return Err(last_error());
-    }
-    // SAFETY: `raw` is a fresh, valid handle that nothing else owns.
-    Ok(unsafe { OwnedHandle::from_raw_handle(raw) })
 }
 
 fn open_error(name: &Name, kind: ObjectKind, code: u32) -> Error {
@@ -153,7 +138,7 @@ fn open_error(name: &Name, kind: ObjectKind, code: u32) -> Error {
 }
 
 fn open_object(name: &Name, kind: ObjectKind, open: OpenFn, access: u32) -> Result<OwnedHandle> {
-    open_raw(&wide(&name.windows_name()), open, access).map_err(|c| open_error(name, kind, c))
+    open_named(open, &wide(&kernel_name(name)), access).map_err(|c| open_error(name, kind, c))
 }
 
 /// The milliseconds left until `deadline`, rounded up, for
@@ -307,13 +292,13 @@ impl RawSemaphore {
 
     pub(crate) fn open(name: &Name) -> Result<RawSemaphore> {
         let kind = ObjectKind::Semaphore;
-        let wide_name = wide(&name.windows_name());
+        let wide_name = wide(&kernel_name(name));
         let access = SYNCHRONIZATION_SYNCHRONIZE | SEMAPHORE_MODIFY_STATE;
         // Ask for the right to read the counts too (for clear errors); an
         // object whose DACL does not grant it is opened without it.
-        let handle = open_raw(&wide_name, OpenSemaphoreW, access | SEMAPHORE_QUERY_STATE)
+        let handle = open_named(OpenSemaphoreW, &wide_name, access | SEMAPHORE_QUERY_STATE)
             .or_else(|code| match code {
-                ERROR_ACCESS_DENIED => open_raw(&wide_name, OpenSemaphoreW, access),
+                ERROR_ACCESS_DENIED => open_named(OpenSemaphoreW, &wide_name, access),
                 code => Err(code),
             })
             .map_err(|code| open_error(name, kind, code))?;

@@ -6,10 +6,11 @@
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
-use super::{Handle, Mapping};
+use super::Handle;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::object::CreateSpec;
+use crate::sys::CreateSpec;
+use crate::sys::Mapping;
 
 fn unsupported<T>(kind: ObjectKind, name: &Name) -> Result<T> {
     Err(Error::new(
