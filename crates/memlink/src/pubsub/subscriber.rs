@@ -146,7 +146,9 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         Ok(None)
     }
 
-    /// The next sample, waiting as long as it takes.
+    /// The next sample, waiting as long as it takes. A sleeping receive
+    /// also looks by itself every 50 ms, so a sample whose publisher died
+    /// before it could ring is taken all the same.
     pub fn recv(&self) -> Result<Sample<'_, T>> {
         self.recv_until(None)
     }
