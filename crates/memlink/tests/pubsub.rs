@@ -1002,3 +1002,28 @@ fn participants_in_one_process_see_each_other_alive_and_get_every_sample() {
     }
     assert_eq!(receiver.join().unwrap(), [Some(199), Some(199)]);
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn ring_entries_from_far_in_the_future_do_not_hang_a_receive() {
+    let name = unique_name("future-ring");
+    let options = ServiceOptions::new().max_publishers(1).capacity(4);
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    // Nothing was sent, yet every entry claims a sample 2^47 - 2 sends
+    // ahead: a receive that walks towards it one number at a time never
+    // returns.
+    let far = ((1u64 << 47) - 1) << 16;
+    for i in 0..4 {
+        poke(&name, offsets::FIRST_HEAD + 64 + 8 * i, &far.to_le_bytes());
+    }
+    let (done, finished) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let got = sub.try_recv().map(|s| s.map(|s| s.sequence()));
+        let _ = done.send((got.ok(), sub.missed()));
+    });
+    let (got, missed) = finished
+        .recv_timeout(DEADLINE)
+        .expect("try_recv never returned");
+    assert_eq!(got, Some(None), "nothing was published");
+    assert_eq!(missed, 0, "nothing was overwritten either");
+}

@@ -231,6 +231,14 @@ impl<T: Payload + ?Sized> Subscriber<T> {
                 // A head past MAX_HEAD is corruption; going no further keeps
                 // the arithmetic in range.
                 let head = c.publisher(p).head.load(Ordering::Acquire).min(MAX_HEAD);
+                // A publisher stores its head before the entry that
+                // overwrites `seq` (seq + k * capacity), so the head is past
+                // `seq` then. An entry "newer" than the head is not theirs:
+                // nothing new from p (stepping towards it could take 2^47
+                // steps).
+                if seq >= head {
+                    break None;
+                }
                 let oldest = head.saturating_sub(capacity).max(seq + 1);
                 self.missed
                     .set(self.missed.get().saturating_add(oldest - seq));
