@@ -1027,3 +1027,61 @@ fn ring_entries_from_far_in_the_future_do_not_hang_a_receive() {
     assert_eq!(got, Some(None), "nothing was published");
     assert_eq!(missed, 0, "nothing was overwritten either");
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn two_ring_entries_naming_one_slot_never_let_it_be_rewritten_while_read() {
+    let name = unique_name("dup-slot");
+    let options = ServiceOptions::new()
+        .max_publishers(1)
+        .max_subscribers(1)
+        .capacity(4)
+        .max_loans(1)
+        .max_borrowed(1);
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    let first = options.publisher::<u64>(&name).unwrap();
+    for n in 10..14 {
+        first.send_copy(&n).unwrap(); // sequence n - 10 in slot n - 10
+    }
+    for _ in 0..3 {
+        drop(sub.try_recv().unwrap().unwrap());
+    }
+    drop(first);
+    // Sample 3 now names slot 0 too, as sample 0 does.
+    let ring = offsets::FIRST_HEAD + 64;
+    poke(&name, ring + 8 * 3, &(4u64 << 16).to_le_bytes());
+    let second = options.publisher::<u64>(&name).unwrap();
+    for n in 0..3 {
+        second.send_copy(&n).unwrap();
+    }
+    // The next loan must not be slot 0 while sample 3 still names it.
+    let mut loan = second.loan_uninit().unwrap();
+    let held = sub.try_recv().unwrap().unwrap();
+    assert_eq!(held.sequence(), 3);
+    let before = *held;
+    *loan = 777;
+    assert_eq!(*held, before, "a held sample was written over");
+    drop(held);
+    drop(loan);
+
+    // A subscriber offered one slot twice takes it once: letting one of
+    // the two go would free it while the other is read.
+    let name = unique_name("dup-hold");
+    let options = options.max_borrowed(2);
+    let publisher = options.publisher::<u64>(&name).unwrap();
+    let sub = options.subscriber::<u64>(&name).unwrap();
+    publisher.send_copy(&1).unwrap();
+    publisher.send_copy(&2).unwrap();
+    let slot_of_first = peek(&name, ring) & 0xffff;
+    poke(
+        &name,
+        ring + 8,
+        &((2u64 << 16) | slot_of_first).to_le_bytes(),
+    );
+    let a = sub.try_recv().unwrap().unwrap();
+    let b = sub.try_recv().unwrap();
+    assert!(b.is_none(), "the second entry for the same slot is skipped");
+    drop(b);
+    assert_eq!(sub.missed(), 1);
+    drop(a);
+}

@@ -423,12 +423,17 @@ impl Pool {
         }
         let mut in_window = vec![false; layout.slots as usize];
         let mut window = VecDeque::new();
-        for seq in head.saturating_sub(capacity)..head {
+        // Newest first: a slot that two entries name (no publisher writes
+        // that, a stray write can) stays in the window for its later one,
+        // so it is not reused while that entry can still be read. The
+        // window may then be shorter than the ring, which only retires
+        // slots later than needed.
+        for seq in (head.saturating_sub(capacity)..head).rev() {
             let e = c.ring(p, seq).load(Ordering::Acquire);
             let slot = entry_slot(e);
             if entry_order(e, seq) == 0 && slot < layout.slots && !in_window[slot as usize] {
                 in_window[slot as usize] = true;
-                window.push_back(slot);
+                window.push_front(slot);
             }
         }
         // Everything else may be held by subscribers: check before reuse.

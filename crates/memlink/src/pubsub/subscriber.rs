@@ -275,7 +275,15 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             // SeqCst, both: pairs with the publisher's SeqCst entry store and
             // holder load (see `Publisher::publish`): if the entry is still
             // ours after the bit is set, the publisher will see the bit.
-            c.holders(p, slot, w).fetch_or(bit, Ordering::SeqCst);
+            let before = c.holders(p, slot, w).fetch_or(bit, Ordering::SeqCst);
+            if before & bit != 0 {
+                // We hold this slot already, for another entry: no
+                // publisher names a slot twice, and holding it twice would
+                // free it when either sample is dropped. Skip this one.
+                self.missed.set(self.missed.get().saturating_add(1));
+                seq += 1;
+                continue;
+            }
             if c.ring(p, seq).load(Ordering::SeqCst) != e {
                 // Overwritten meanwhile; Release pairs as in `Sample::drop`.
                 c.holders(p, slot, w).fetch_and(!bit, Ordering::Release);
