@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::io::Write;
 
 use comfy_table::{presets, Attribute, Cell, CellAlignment, Color, Table};
-use memlink::{Lifetime, ObjectInfo, State};
+use memlink::{Lifetime, ObjectInfo, Origin, State};
 use serde::Serialize;
 
 use crate::procs::{self, Process, Users};
@@ -59,7 +59,7 @@ struct ObjectJson {
     name: String,
     /// `region`, `mutex`, ...; `null` for a foreign object.
     kind: Option<&'static str>,
-    /// `memlink` or `foreign`.
+    /// `memlink`, `foreign`, or `unknown` when it cannot be told.
     origin: &'static str,
     size: u64,
     lifetime: &'static str,
@@ -91,43 +91,24 @@ impl Described {
         ObjectJson {
             name: info.name.clone(),
             kind: info.kind.map(|k| k.as_str()),
-            origin: origin(info),
+            origin: info.origin.as_str(),
             size: info.size,
             lifetime: info.lifetime.as_str(),
             state: info.state.as_str(),
             detail: info.detail.clone(),
             mode: info.mode.map(|m| format!("{m:04o}")),
             path: self.path.clone(),
-            holders: HOLDERS_KNOWN.then(|| self.holders.clone()),
-            mapped_by: (with_maps && HOLDERS_KNOWN).then(|| self.mapped_by.clone()),
+            holders: info.holders_known.then(|| self.holders.clone()),
+            mapped_by: (with_maps && info.holders_known).then(|| self.mapped_by.clone()),
         }
     }
-}
-
-fn origin(info: &ObjectInfo) -> &'static str {
-    if info.is_memlink() {
-        "memlink"
-    } else {
-        "foreign"
-    }
-}
-
-/// Whether the platform tells which processes hold an object (Linux does,
-/// through `/proc`); elsewhere listings say it is not known rather than
-/// "none".
-const HOLDERS_KNOWN: bool = cfg!(target_os = "linux");
-
-/// Where an object named `name` (as listed) lives in the file system, on
-/// platforms where it is a file.
-fn object_path(name: &str) -> Option<String> {
-    cfg!(target_os = "linux").then(|| format!("/dev/shm/{name}"))
 }
 
 /// Adds the processes using each object: the library's holders (handles),
 /// and those with it open in `/proc` (for foreign objects, which hold no
 /// memlink handle); with `maps`, also those with it mapped.
 fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
-    let paths: HashSet<String> = infos.iter().filter_map(|i| object_path(&i.name)).collect();
+    let paths: HashSet<String> = infos.iter().filter_map(|i| i.path.clone()).collect();
     let users = procs::users(&paths, maps);
     let mut commands: HashMap<u32, Process> = HashMap::new();
     let mut process = |pid: u32| {
@@ -143,7 +124,7 @@ fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
                 info.detail =
                     crate::pubsub::inspect(&info.name).map(|s| crate::pubsub::summary(&s));
             }
-            let path = object_path(&info.name);
+            let path = info.path.clone();
             let found = path
                 .as_ref()
                 .and_then(|p| users.get(p))
@@ -273,7 +254,7 @@ pub fn ls(args: LsArgs) -> CmdResult {
         for o in &objects {
             let info = &o.info;
             let holders = match o.holders.len() {
-                0 if !HOLDERS_KNOWN => "?".to_owned(),
+                0 if !info.holders_known => "?".to_owned(),
                 0 => "-".to_owned(),
                 1..=3 => join(o.holders.iter().map(Process::short)),
                 n => format!(
@@ -285,7 +266,7 @@ pub fn ls(args: LsArgs) -> CmdResult {
             table.add_row(vec![
                 Cell::new(&info.name),
                 Cell::new(info.kind.map_or("-", |k| k.as_str())),
-                Cell::new(origin(info)),
+                Cell::new(info.origin.as_str()),
                 Cell::new(human_size(info.size)),
                 Cell::new(info.lifetime.as_str()),
                 state_cell(info),
@@ -333,9 +314,11 @@ pub fn info(args: InfoArgs) -> CmdResult {
         return print_json(&object.json(true));
     }
     let info = &object.info;
-    let kind = match info.kind {
-        Some(kind) => format!("{kind}, made by memlink"),
-        None => "shared memory, made by another program (foreign)".to_owned(),
+    let what = info.kind.map_or("shared memory", |k| k.as_str());
+    let kind = match info.origin {
+        Origin::Memlink => format!("{what}, made by memlink"),
+        Origin::Foreign => format!("{what}, made by another program (foreign)"),
+        Origin::Unknown => format!("{what}, made by memlink or another program (unknown)"),
     };
     let lifetime = match (info.lifetime, info.is_memlink()) {
         (Lifetime::LastHandle, _) => "last-handle: the name goes away with the last handle",
@@ -440,7 +423,7 @@ pub fn info(args: InfoArgs) -> CmdResult {
             row("subscribers", members(&service.subscribers, "received"));
         }
     }
-    if HOLDERS_KNOWN {
+    if info.holders_known {
         row("holders", processes(&object.holders));
         row("mapped by", processes(&object.mapped_by));
     } else {
@@ -465,11 +448,6 @@ pub fn rm(args: RmArgs) -> CmdResult {
     }
 }
 
-/// Whether `memlink::remove` can take a name from the live processes
-/// holding it. Not on Windows, where the kernel drops a name only with the
-/// last handle to its object (the library says `Unsupported`).
-const REMOVE_WHILE_HELD: bool = !cfg!(windows);
-
 /// Whether removing the object without --force is refused: a memlink
 /// last-handle object that live processes hold.
 fn needs_force(info: &ObjectInfo) -> bool {
@@ -477,31 +455,41 @@ fn needs_force(info: &ObjectInfo) -> bool {
 }
 
 fn remove_one(name: &str, force: bool) -> CmdResult {
-    let info = memlink::inspect(name).map_err(|e| reframe_remove(name, e))?;
-    if !force {
-        if needs_force(&info) {
-            return Err(refuse_held(name, info));
+    let info = match memlink::inspect(name) {
+        Ok(info) => info,
+        // Nothing to look at (no such name, a bad one, a FIFO or directory
+        // in the way): the removal itself says so, or clears what blocks
+        // the name.
+        Err(e)
+            if matches!(
+                e.kind(),
+                memlink::ErrorKind::NotFound
+                    | memlink::ErrorKind::InvalidName
+                    | memlink::ErrorKind::WrongKind
+            ) =>
+        {
+            return Ok(memlink::remove(name)?)
         }
-        // Another process may have removed the object since that look (a
-        // `reap` of a stale one, or the look itself where the library
-        // reaps what it proves stale) and made a new, live one of the same
-        // name, which must not go without --force: look again right
-        // before removing. This leaves the time between two system calls,
-        // the second look and the unlink, for that to happen; closing it
-        // would need a removal that names the object rather than the
-        // name, which the library does not offer.
-        match memlink::inspect(name) {
-            Ok(now) if needs_force(&now) => return Err(refuse_held(name, now)),
-            Ok(_) => {}
-            // Gone already: nothing is left to remove.
-            Err(e) if e.kind() == memlink::ErrorKind::NotFound => return Ok(()),
-            Err(e) => return Err(reframe_remove(name, e)),
-        }
-    }
-    match memlink::remove(name) {
+        Err(e) => return Err(Box::new(e)),
+    };
+    let removed = if force {
+        memlink::remove(name)
+    } else if needs_force(&info) {
+        return Err(refuse_held(name, info));
+    } else {
+        // Removes only the object looked at, proving under its lock that
+        // nobody holds it: one reaped and re-created meanwhile stays.
+        memlink::remove_unheld(&info)
+    };
+    match removed {
         Ok(()) => Ok(()),
         // Removed by another process since the look above.
         Err(e) if e.kind() == memlink::ErrorKind::NotFound => Ok(()),
+        // A live process opened it since the look above.
+        Err(e) if e.kind() == memlink::ErrorKind::InUse => match memlink::inspect(name) {
+            Ok(now) => Err(refuse_held(name, now)),
+            Err(_) => Err(Box::new(e)),
+        },
         // Among the rest, `Unsupported` for a platform that cannot remove a
         // live name (Windows, --force or not): the library's own words say
         // why, with nothing to suggest.
@@ -513,6 +501,7 @@ fn remove_one(name: &str, force: bool) -> CmdResult {
 /// it.
 fn refuse_held(name: &str, info: ObjectInfo) -> Box<dyn std::error::Error> {
     let kind = info.kind.map_or("region", |k| k.as_str());
+    let info_removable_while_held = info.removable_while_held;
     let holders = describe(vec![info], false).remove(0).holders;
     let by = match holders.len() {
         0 => "live processes".to_owned(),
@@ -521,7 +510,7 @@ fn refuse_held(name: &str, info: ObjectInfo) -> Box<dyn std::error::Error> {
             None => p.pid.to_string(),
         })),
     };
-    let hint = if REMOVE_WHILE_HELD {
+    let hint = if info_removable_while_held {
         " (--force removes the name now, and they keep their memory)"
     } else {
         "; this platform cannot remove a name before that"
@@ -531,22 +520,6 @@ fn refuse_held(name: &str, info: ObjectInfo) -> Box<dyn std::error::Error> {
     ))
 }
 
-/// `inspect`'s errors, told as the removal they were for.
-fn reframe_remove(name: &str, e: memlink::Error) -> Box<dyn std::error::Error> {
-    match e.kind() {
-        memlink::ErrorKind::NotFound => {
-            failure(format!("cannot remove region \"{name}\": not found"))
-        }
-        // The library words a bad name for the removal itself, before any
-        // system call.
-        memlink::ErrorKind::InvalidName => match memlink::remove(name) {
-            Err(e) => Box::new(e),
-            Ok(()) => Box::new(e),
-        },
-        _ => Box::new(e),
-    }
-}
-
 pub fn reap(args: ReapArgs) -> CmdResult {
     let reaped = if args.dry_run {
         memlink::list()?
@@ -554,7 +527,13 @@ pub fn reap(args: ReapArgs) -> CmdResult {
             .filter(|i| i.is_memlink() && i.state == State::Stale)
             .collect()
     } else {
-        memlink::reap()?
+        let report = memlink::reap()?;
+        // Left in place (another user's, say): said, but not a failure of
+        // this reap, whose own objects went.
+        for (_, why) in &report.skipped {
+            eprintln!("memlink: left in place: {why}");
+        }
+        report.removed
     };
     if args.json {
         let json: Vec<ObjectJson> = describe(reaped, false)

@@ -262,7 +262,7 @@ fn a_foreign_segment_is_read_listed_and_never_reaped() {
     assert!(listed(&name).is_none());
     assert_eq!(
         run(&["rm", &name]).fails(1),
-        format!("memlink: cannot remove region \"{name}\": not found")
+        format!("memlink: cannot remove object \"{name}\": not found")
     );
 }
 
@@ -618,4 +618,144 @@ fn other_memlink_objects_are_listed_with_their_kind_and_state() {
     assert!(stderr.contains(&format!("\"{name}\"")), "{stderr}");
     drop(mutex);
     assert!(listed(&name).is_none());
+}
+
+/// `memlink args...` as the user `nobody`, through `setpriv`; `None` where
+/// that cannot be done (not root, no `setpriv`).
+fn run_as_nobody(args: &[&str]) -> Option<support::Run> {
+    // SAFETY: getuid(2) cannot fail.
+    if unsafe { libc::getuid() } != 0 {
+        eprintln!("not root: cannot run as another user; skipped");
+        return None;
+    }
+    let out = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN])
+        .args(args)
+        .stdin(Stdio::null())
+        .output();
+    match out {
+        Ok(out) => Some(support::Run::from(out)),
+        Err(e) => {
+            eprintln!("setpriv not available ({e}); skipped");
+            None
+        }
+    }
+}
+
+/// Leaves `/dev/shm/NAME` as a `kill -9` leaves a memlink region: marked
+/// as memlink's and last-handle, held by nobody; with permission bits
+/// `mode`, owned by the caller.
+fn leave_stale(path: &str, mode: u32) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, [0u8; 4096]).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+    let c_path = CString::new(path).unwrap();
+    let mark = b"region;last-handle";
+    // SAFETY: a path and a value that outlive the call.
+    let rc = unsafe {
+        libc::setxattr(
+            c_path.as_ptr(),
+            c"user.memlink".as_ptr(),
+            mark.as_ptr().cast(),
+            mark.len(),
+            0,
+        )
+    };
+    assert_eq!(rc, 0, "{}", std::io::Error::last_os_error());
+}
+
+#[test]
+fn reap_as_another_user_says_what_it_left_and_what_it_removed() {
+    let _turn = scanning();
+    let others = unique("reap-roots");
+    leave_stale(&format!("/dev/shm/{others}"), 0o644);
+    let own = unique("reap-nobodys");
+    // nobody's own stale object, made by nobody.
+    let Some(made) = run_as_nobody(&["create", &own, "--size", "4K", "--persistent"]) else {
+        return;
+    };
+    made.ok();
+    // Turn it into a dead last-handle object of nobody's.
+    let c_path = CString::new(format!("/dev/shm/{own}")).unwrap();
+    let mark = b"region;last-handle";
+    // SAFETY: a path and a value that outlive the call.
+    assert_eq!(
+        unsafe {
+            libc::setxattr(
+                c_path.as_ptr(),
+                c"user.memlink".as_ptr(),
+                mark.as_ptr().cast(),
+                mark.len(),
+                0,
+            )
+        },
+        0
+    );
+    let reaped = run_as_nobody(&["reap"]).unwrap();
+    let stdout = reaped.ok();
+    assert!(
+        stdout.contains(&format!("removed stale region \"{own}\"")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(&others), "{stdout}");
+    assert!(
+        reaped.stderr.contains(&format!(
+            "memlink: left in place: cannot reap region \"{others}\": permission denied"
+        )),
+        "{}",
+        reaped.stderr
+    );
+    // Root may.
+    assert!(run(&["reap"]).ok().contains(&others));
+}
+
+#[test]
+fn another_users_private_region_is_of_unknown_origin() {
+    let name = unique("origin-unknown");
+    let _held = Held::start(&["create", &name, "--size", "4K"], "holding it");
+    let Some(info) = run_as_nobody(&["info", &name]) else {
+        return;
+    };
+    let stdout = info.ok();
+    assert!(
+        stdout.contains("made by memlink or another program (unknown)"),
+        "{stdout}"
+    );
+    let _turn = scanning();
+    let json: Value =
+        serde_json::from_str(run_as_nobody(&["ls", "--all", "--json"]).unwrap().ok()).unwrap();
+    let entry = json
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|o| o["name"] == name.as_str())
+        .cloned()
+        .expect("listed with --all");
+    assert_eq!(entry["origin"], "unknown");
+}
+
+#[test]
+fn a_fifo_in_the_way_is_named_by_every_command_and_cleared_by_rm() {
+    let name = unique("fifo-in-the-way");
+    let c_path = CString::new(format!("/dev/shm/{name}")).unwrap();
+    // SAFETY: a valid path for the call.
+    assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+    let what = "it is a FIFO, not a shared-memory object";
+    for (args, op) in [
+        (vec!["info", &name], "inspect object"),
+        (vec!["read", &name], "open region"),
+        (vec!["write", &name, "--text", "x"], "open region"),
+        (vec!["create", &name, "--size", "4K"], "create region"),
+    ] {
+        let stderr = run(&args).fails(1).to_owned();
+        assert!(
+            stderr.starts_with(&format!("memlink: cannot {op} \"{name}\": "))
+                && stderr.ends_with(what),
+            "{args:?}: {stderr}"
+        );
+    }
+    run(&["rm", &name]).ok();
+    assert!(std::fs::symlink_metadata(format!("/dev/shm/{name}")).is_err());
+    run(&["create", &name, "--size", "4K", "--persistent"]).ok();
+    run(&["rm", &name]).ok();
 }

@@ -136,6 +136,9 @@ pub enum ErrorKind {
     Unsupported,
     /// A wait with a timeout gave up.
     Timeout,
+    /// Live processes hold the object (a removal that must not take it
+    /// from them).
+    InUse,
     /// The calling thread already holds the mutex it tried to lock.
     WouldDeadlock,
     /// A participant's payload type or settings differ from the service's
@@ -162,6 +165,7 @@ impl ErrorKind {
             ErrorKind::WrongKind => "the name belongs to another kind of object",
             ErrorKind::Unsupported => "not supported on this platform",
             ErrorKind::Timeout => "timed out",
+            ErrorKind::InUse => "live processes hold it",
             ErrorKind::WouldDeadlock => "this thread already holds it",
             ErrorKind::Incompatible => "incompatible",
             ErrorKind::LimitReached => "limit reached",
@@ -184,7 +188,8 @@ impl ErrorKind {
 #[derive(Debug)]
 pub struct Error {
     operation: Operation,
-    object: ObjectKind,
+    /// `None` for an operation on a name whose object's kind is not known.
+    object: Option<ObjectKind>,
     name: String,
     kind: ErrorKind,
     detail: Option<String>,
@@ -200,7 +205,7 @@ impl Error {
     ) -> Error {
         Error {
             operation,
-            object,
+            object: Some(object),
             name: name.to_owned(),
             kind,
             detail: None,
@@ -227,6 +232,19 @@ impl Error {
         self
     }
 
+    /// The same error, about whatever object has the name: for operations
+    /// on names (inspect, remove) before the object's kind is known.
+    pub(crate) fn of_any_kind(mut self) -> Error {
+        self.object = None;
+        self
+    }
+
+    /// The same error, about an object of `kind`.
+    pub(crate) fn of_kind(mut self, kind: Option<ObjectKind>) -> Error {
+        self.object = kind;
+        self
+    }
+
     /// The same error, reported as part of `operation`.
     pub(crate) fn reframe(mut self, operation: Operation) -> Error {
         self.operation = operation;
@@ -243,8 +261,11 @@ impl Error {
         self.operation
     }
 
-    /// The kind of object the operation was about.
-    pub fn object_kind(&self) -> ObjectKind {
+    /// The kind of object the operation was about; `None` when the
+    /// operation was on a name whose object's kind is not known (an
+    /// [`inspect`](crate::inspect) or [`remove`](crate::remove) of a name
+    /// that holds no object, or something else than an object).
+    pub fn object_kind(&self) -> Option<ObjectKind> {
         self.object
     }
 
@@ -268,7 +289,9 @@ impl fmt::Display for Error {
             _ => write!(
                 f,
                 "cannot {} {} \"{}\": ",
-                self.operation, self.object, self.name
+                self.operation,
+                self.object.map_or("object", ObjectKind::as_str),
+                self.name
             )?,
         }
         f.write_str(self.kind.describe())?;
@@ -303,6 +326,7 @@ impl From<Error> for io::Error {
             ErrorKind::Unsupported => io::ErrorKind::Unsupported,
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::WouldDeadlock => io::ErrorKind::Deadlock,
+            ErrorKind::InUse => io::ErrorKind::ResourceBusy,
             ErrorKind::WrongKind
             | ErrorKind::Incompatible
             | ErrorKind::LimitReached

@@ -7,14 +7,24 @@
 //! has such namespaces they select one as usual; elsewhere there is one
 //! namespace per machine and the prefix is ignored.
 //!
+//! That syntax is for what memlink creates. To open, inspect or remove an
+//! object that exists already, any name the OS accepts will do (see
+//! [`Name::parse_existing`]), so that foreign objects whose names fall
+//! outside the portable syntax (`with space`, `.hidden`, `probeW Map 2`)
+//! can be reached too.
+//!
 //! How a name becomes the OS's name for the object (a file name, a
 //! `shm_open` name, a kernel-object name) is each platform's business, in
 //! `sys/`: this module only validates.
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation};
 
-/// The longest name accepted, in bytes (without a prefix).
+/// The longest name memlink creates, in bytes (without a prefix).
 pub const MAX_NAME_LEN: usize = 200;
+
+/// The longest name accepted for an object that exists already: the
+/// longest file name Linux and the BSDs allow (`NAME_MAX`).
+const MAX_EXISTING_NAME_LEN: usize = 255;
 
 /// The Windows namespace prefixes a name may start with.
 pub(crate) const NAMESPACE_PREFIXES: [&str; 2] = ["Global\\", "Local\\"];
@@ -29,6 +39,7 @@ pub(crate) struct Name {
 }
 
 impl Name {
+    /// Parses a name in the portable syntax, for creating an object.
     pub(crate) fn parse(
         given: &str,
         operation: Operation,
@@ -37,10 +48,7 @@ impl Name {
         let invalid = |why: String| {
             Error::new(operation, object, given, ErrorKind::InvalidName).with_detail(why)
         };
-        let rest = NAMESPACE_PREFIXES
-            .iter()
-            .find_map(|prefix| given.strip_prefix(prefix))
-            .unwrap_or_else(|| given.strip_prefix('/').unwrap_or(given));
+        let rest = strip_prefix(given);
         if rest.is_empty() {
             return Err(invalid("the name is empty".into()));
         }
@@ -67,6 +75,45 @@ impl Name {
         })
     }
 
+    /// Parses the name of an object that may exist already, for opening,
+    /// inspecting or removing it: the portable syntax, or any other name the
+    /// OS accepts (no NUL, no path separator, not `.` or `..`, at most 255
+    /// bytes).
+    pub(crate) fn parse_existing(
+        given: &str,
+        operation: Operation,
+        object: ObjectKind,
+    ) -> Result<Name, Error> {
+        let portable = Name::parse(given, operation, object);
+        let Err(refusal) = portable else {
+            return portable;
+        };
+        let rest = strip_prefix(given);
+        let os_accepts = !rest.is_empty()
+            && rest.len() <= MAX_EXISTING_NAME_LEN
+            && rest != "."
+            && rest != ".."
+            && !rest.contains('\0')
+            && !rest.contains(crate::sys::NAME_SEPARATOR);
+        if !os_accepts {
+            return Err(refusal);
+        }
+        Ok(Name {
+            given: given.to_owned(),
+            base: rest.to_owned(),
+        })
+    }
+
+    /// The name with `suffix` added, for an object memlink derives from
+    /// this one (the mutex beside a `Shared` value): it may exceed
+    /// [`MAX_NAME_LEN`] by the suffix, so that every valid name has one.
+    pub(crate) fn with_suffix(&self, suffix: &str) -> Name {
+        Name {
+            given: format!("{}{suffix}", self.given),
+            base: format!("{}{suffix}", self.base),
+        }
+    }
+
     /// The name as the caller wrote it.
     pub(crate) fn given(&self) -> &str {
         &self.given
@@ -78,6 +125,14 @@ impl Name {
     pub(crate) fn base(&self) -> &str {
         &self.base
     }
+}
+
+/// `given` without its namespace prefix or POSIX-style leading `/`.
+fn strip_prefix(given: &str) -> &str {
+    NAMESPACE_PREFIXES
+        .iter()
+        .find_map(|prefix| given.strip_prefix(prefix))
+        .unwrap_or_else(|| given.strip_prefix('/').unwrap_or(given))
 }
 
 #[cfg(test)]
@@ -122,5 +177,34 @@ mod tests {
             .to_string()
             .contains("at most 200"));
         assert!(parse(&"x".repeat(MAX_NAME_LEN)).is_ok());
+    }
+
+    #[test]
+    fn existing_objects_may_have_any_name_the_os_accepts() {
+        let existing = |s: &str| Name::parse_existing(s, Operation::Open, ObjectKind::Region);
+        assert_eq!(existing("with space").unwrap().base(), "with space");
+        assert_eq!(existing(".hidden").unwrap().base(), ".hidden");
+        assert_eq!(existing("probeW Map 2").unwrap().base(), "probeW Map 2");
+        assert_eq!(existing(&"x".repeat(255)).unwrap().base().len(), 255);
+        for bad in ["", "/", ".", "..", "a\0b", &"x".repeat(256)] {
+            let err = existing(bad).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::InvalidName, "{bad:?}");
+        }
+        let separator = format!("a{}b", crate::sys::NAME_SEPARATOR);
+        assert_eq!(
+            existing(&separator).unwrap_err().kind(),
+            ErrorKind::InvalidName
+        );
+        // Creating keeps the portable syntax.
+        assert!(Name::parse("with space", Operation::Create, ObjectKind::Region).is_err());
+    }
+
+    #[test]
+    fn a_suffix_may_take_a_name_past_the_portable_limit() {
+        let name = parse(&"x".repeat(MAX_NAME_LEN))
+            .unwrap()
+            .with_suffix(".lock");
+        assert_eq!(name.base().len(), MAX_NAME_LEN + 5);
+        assert!(name.given().ends_with(".lock"));
     }
 }

@@ -163,7 +163,7 @@ impl Region {
     /// Opens an existing region. A missing name is an
     /// [`ErrorKind::NotFound`] error.
     pub fn open(name: &str, access: Access) -> Result<Region> {
-        let parsed = Name::parse(name, Operation::Open, ObjectKind::Region)?;
+        let parsed = Name::parse_existing(name, Operation::Open, ObjectKind::Region)?;
         let handle = sys::Handle::open(&parsed, ObjectKind::Region, access)?;
         Ok(Region {
             handle,
@@ -232,6 +232,78 @@ impl Region {
             offset,
             name: self.name.clone(),
         })
+    }
+
+    /// Copies `buf.len()` bytes from `offset` in the region into `buf`,
+    /// without mapping a view.
+    ///
+    /// This is the way to read a region made without reserving its memory
+    /// ([`RegionOptions::reserve`]`(false)`): on Linux it reads with
+    /// `pread`, which returns the zeros of a page never written without
+    /// allocating it, where touching that page through a view takes it from
+    /// `/dev/shm` (and a large read of a sparse region could fill it). A
+    /// range past the end of the region is an [`ErrorKind::InvalidArgument`]
+    /// error. Elsewhere it copies through a temporary view.
+    ///
+    /// ```
+    /// use memlink::{Access, Region};
+    /// # let name = format!("memlink-doc-read-at-{}", std::process::id());
+    /// let region = Region::create(&name, 4096)?;
+    /// region.write_at(100, b"hello")?;
+    /// let mut buf = [0u8; 5];
+    /// Region::open(&name, Access::ReadOnly)?.read_at(100, &mut buf)?;
+    /// assert_eq!(&buf, b"hello");
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        if buf.is_empty() {
+            return self.check_range(Operation::Read, offset, 0);
+        }
+        self.check_range(Operation::Read, offset, buf.len())?;
+        self.handle.read_at(offset, buf)
+    }
+
+    /// Copies `data` into the region at `offset`, without mapping a view.
+    ///
+    /// On Linux it writes with `pwrite`, so a region made without
+    /// reserving, whose pages no longer fit in `/dev/shm`, gives an
+    /// [`ErrorKind::OutOfMemory`] error (saying how much was written and
+    /// what holds the space) where a store through a view would kill the
+    /// process with `SIGBUS`. A read-only handle gives an
+    /// [`ErrorKind::ReadOnly`] error; a range past the end of the region an
+    /// [`ErrorKind::InvalidArgument`] error, and nothing is written.
+    pub fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        if self.access == Access::ReadOnly {
+            return Err(Error::new(
+                Operation::Write,
+                ObjectKind::Region,
+                self.name.given(),
+                ErrorKind::ReadOnly,
+            )
+            .with_detail("it was opened with Access::ReadOnly"));
+        }
+        self.check_range(Operation::Write, offset, data.len())?;
+        if data.is_empty() {
+            return Ok(());
+        }
+        self.handle.write_at(offset, data)
+    }
+
+    /// Checks that `len` bytes at `offset` are inside the region.
+    fn check_range(&self, operation: Operation, offset: u64, len: usize) -> Result<()> {
+        let size = self.size();
+        match offset.checked_add(len as u64) {
+            Some(end) if end <= size => Ok(()),
+            _ => Err(Error::new(
+                operation,
+                ObjectKind::Region,
+                self.name.given(),
+                ErrorKind::InvalidArgument,
+            )
+            .with_detail(format!(
+                "{len} bytes at offset {offset} go past the end of the region (size {size})"
+            ))),
+        }
     }
 
     /// Checks `range` against the size; returns its offset and length.

@@ -10,13 +10,17 @@ use std::time::Duration;
 use bytemuck::Pod;
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::name::Name;
 use crate::region::{Region, ViewMut};
 use crate::sync::{Mutex, MutexGuard};
 use crate::types::{Access, Disposition};
 
 /// A `T` shared between processes: kept in the region `NAME` and guarded by
-/// the mutex `NAME.lock`. A new value starts as all zero bytes, which
-/// [`Pod`] guarantees is a valid `T`.
+/// the mutex `NAME.lock` (which may exceed [`MAX_NAME_LEN`] by its suffix,
+/// so that any valid name works). A new value starts as all zero bytes,
+/// which [`Pod`] guarantees is a valid `T`.
+///
+/// [`MAX_NAME_LEN`]: crate::MAX_NAME_LEN
 ///
 /// ```
 /// use memlink::Shared;
@@ -61,8 +65,9 @@ impl<T: Pod> Shared<T> {
     /// Creates the value (zeroed), or opens it if it exists; says which
     /// happened.
     pub fn create_or_open(name: &str) -> Result<(Shared<T>, Disposition)> {
+        let parsed = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Region)?;
         // The mutex first: whoever finds the region also finds its mutex.
-        let (mutex, _) = Mutex::create_or_open(&lock_name(name))?;
+        let (mutex, _) = Mutex::create_or_open_named(&lock_name(&parsed))?;
         let (region, how) = Region::create_or_open(name, size_of::<T>().max(1) as u64)?;
         Ok((
             Shared::wrap(name, mutex, region, Operation::CreateOrOpen)?,
@@ -72,7 +77,8 @@ impl<T: Pod> Shared<T> {
 
     /// Opens an existing value.
     pub fn open(name: &str) -> Result<Shared<T>> {
-        let mutex = Mutex::open(&lock_name(name))?;
+        let parsed = Name::parse_existing(name, Operation::Open, ObjectKind::Region)?;
+        let mutex = Mutex::open_named(&lock_name(&parsed))?;
         let region = Region::open(name, Access::ReadWrite)?;
         Shared::wrap(name, mutex, region, Operation::Open)
     }
@@ -156,8 +162,10 @@ impl<T: Pod> Shared<T> {
     }
 }
 
-fn lock_name(name: &str) -> String {
-    format!("{name}.lock")
+/// The mutex beside the value `name`: `NAME.lock`, which may be longer
+/// than a name memlink creates otherwise, so that every valid name works.
+fn lock_name(name: &Name) -> Name {
+    name.with_suffix(".lock")
 }
 
 impl<T: Pod> Drop for SharedGuard<'_, T> {

@@ -133,17 +133,34 @@ impl Mutex {
 
     /// Opens an existing mutex.
     pub fn open(name: &str) -> Result<Mutex> {
-        let name = Name::parse(name, Operation::Open, ObjectKind::Mutex)?;
-        let raw = sys::RawMutex::open(&name)?;
-        Ok(Mutex { raw, name })
+        Mutex::open_named(&Name::parse_existing(
+            name,
+            Operation::Open,
+            ObjectKind::Mutex,
+        )?)
     }
 
     /// Creates the mutex or opens it if it exists; says which happened.
     pub fn create_or_open(name: &str) -> Result<(Mutex, Disposition)> {
-        let name = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Mutex)?;
+        let parsed = Name::parse(name, Operation::CreateOrOpen, ObjectKind::Mutex)?;
+        Mutex::create_or_open_named(&parsed)
+    }
+
+    /// Opens the mutex called `name`, parsed already.
+    pub(crate) fn open_named(name: &Name) -> Result<Mutex> {
+        let raw = sys::RawMutex::open(name)?;
+        Ok(Mutex {
+            raw,
+            name: name.clone(),
+        })
+    }
+
+    /// `create_or_open` of a name parsed already (or derived, as the mutex
+    /// beside a `Shared` value is).
+    pub(crate) fn create_or_open_named(name: &Name) -> Result<(Mutex, Disposition)> {
         let spec = SyncOptions::new().spec();
         create_or_open(
-            &name,
+            name,
             ObjectKind::Mutex,
             |n| {
                 Ok(Mutex {
@@ -275,7 +292,7 @@ impl Semaphore {
 
     /// Opens an existing semaphore.
     pub fn open(name: &str) -> Result<Semaphore> {
-        let name = Name::parse(name, Operation::Open, ObjectKind::Semaphore)?;
+        let name = Name::parse_existing(name, Operation::Open, ObjectKind::Semaphore)?;
         let raw = sys::RawSemaphore::open(&name)?;
         Ok(Semaphore { raw, name })
     }
@@ -397,7 +414,7 @@ impl Event {
 
     /// Opens an existing event.
     pub fn open(name: &str) -> Result<Event> {
-        let name = Name::parse(name, Operation::Open, ObjectKind::Event)?;
+        let name = Name::parse_existing(name, Operation::Open, ObjectKind::Event)?;
         let raw = sys::RawEvent::open(&name)?;
         Ok(Event { raw, name })
     }
@@ -470,3 +487,11 @@ impl fmt::Debug for Event {
             .finish()
     }
 }
+
+// Handles are used from any thread, as the OS objects behind them allow.
+const _: () = {
+    const fn send_and_sync<T: Send + Sync>() {}
+    send_and_sync::<Mutex>();
+    send_and_sync::<Semaphore>();
+    send_and_sync::<Event>();
+};

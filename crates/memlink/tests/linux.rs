@@ -22,7 +22,71 @@ fn child_entry() {
             say("created");
             hear();
         }
+        // As `nobody`: opens another user's region, closes it last when
+        // told, then says what an open and a create of the name do.
+        ["open_close_look", name] => {
+            let region = Region::open(name, Access::ReadWrite).unwrap();
+            say("opened");
+            assert_eq!(hear().as_deref(), Some("close"));
+            drop(region);
+            say(outcome(Region::open(name, Access::ReadOnly)));
+            say(outcome(Region::create(name, 4096)));
+        }
+        // As `nobody`: says what an open and a create of the name do.
+        ["look", name] => {
+            say(outcome(Region::open(name, Access::ReadOnly)));
+            say(outcome(Region::create(name, 4096)));
+        }
+        // As `nobody`: leaves a stale object of its own, then reaps.
+        ["reap_beside", own, others] => {
+            stale_object(own);
+            let report = memlink::reap().unwrap();
+            let removed: Vec<&str> = report.removed.iter().map(|i| i.name.as_str()).collect();
+            say(format!("removed own: {}", removed.contains(own)));
+            say(format!("removed other's: {}", removed.contains(others)));
+            match report.skipped.iter().find(|(info, _)| info.name == *others) {
+                Some((_, why)) => say(format!("skipped other's: {:?}: {why}", why.kind())),
+                None => say("other's not reported"),
+            }
+        }
+        ["create_sized", name, size] => {
+            let _region = Region::create(name, size.parse().unwrap()).unwrap();
+            say("created");
+            hear();
+        }
+        // Re-creates, live, a name whose stale object it reaps first.
+        ["recreate", name] => {
+            memlink::reap().unwrap();
+            let _region = Region::create(name, 4096).unwrap();
+            say("created");
+            hear();
+        }
+        // As `nobody`: what is known of another user's private object.
+        ["inspect", name] => {
+            let info = memlink::inspect(name).unwrap();
+            say(format!("{:?} {:?}", info.origin, info.kind));
+        }
         other => panic!("unknown role {other:?}"),
+    }
+}
+
+/// Taken by the tests that reap as root and by those whose stale objects
+/// must stay until another user looks at them: a root reap would remove
+/// those in the middle of the look.
+static REAPS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn no_root_reaps() -> std::sync::MutexGuard<'static, ()> {
+    REAPS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// An open's or a create's outcome in a line: `ok`, or the error's kind
+/// and message.
+fn outcome(result: memlink::Result<Region>) -> String {
+    match result {
+        Ok(_) => "ok".to_owned(),
+        Err(e) => format!("{:?}: {e}", e.kind()),
     }
 }
 
@@ -162,6 +226,7 @@ fn python_shared_memory_interoperates_both_ways() {
 
 #[test]
 fn listing_tells_memlink_objects_from_foreign_and_stale_ones() {
+    let _reaps = no_root_reaps();
     let alive = unique_name("ls-alive");
     let foreign = unique_name("ls-foreign");
     let stale = unique_name("ls-stale");
@@ -188,7 +253,7 @@ fn listing_tells_memlink_objects_from_foreign_and_stale_ones() {
     assert!(s.holders.is_empty());
     assert_eq!(memlink::inspect(&stale).unwrap().state, State::Stale);
 
-    let reaped = memlink::reap().unwrap();
+    let reaped = memlink::reap().unwrap().removed;
     let reaped: Vec<&str> = reaped.iter().map(|o| o.name.as_str()).collect();
     assert!(reaped.contains(&stale.as_str()), "{reaped:?}");
     assert!(
@@ -425,4 +490,399 @@ fn listing_never_brings_a_stale_object_back_to_life() {
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
     inspector.join().unwrap();
     assert_eq!(revived, 0, "stale objects opened as if alive");
+}
+
+#[test]
+fn another_users_last_close_leaves_the_name_gone_for_everyone() {
+    let _reaps = no_root_reaps();
+    let name = unique_name("last-close-nobody");
+    let region = RegionOptions::new()
+        .mode(0o666)
+        .create(&name, 4096)
+        .unwrap();
+    let Some(mut child) = Child::spawn_as_nobody("open_close_look", &[&name]) else {
+        return;
+    };
+    child.expect("opened");
+    drop(region); // root's handle first: nobody's is the last
+    child.tell("close");
+    // The sticky /dev/shm keeps nobody from unlinking root's file, and the
+    // name is gone all the same.
+    assert_eq!(
+        child.next_line(),
+        format!("NotFound: cannot open region \"{name}\": not found")
+    );
+    let create = child.next_line();
+    assert!(
+        create.starts_with(&format!(
+            "PermissionDenied: cannot create region \"{name}\": permission denied: \
+             the name is held by a stale object (every holder died) of uid 0"
+        )),
+        "{create}"
+    );
+    child.finish();
+    // Someone who may remove it comes by, and it goes.
+    let err = Region::open(&name, Access::ReadOnly).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+}
+
+#[test]
+fn another_users_dead_region_is_not_found_and_create_says_why_not() {
+    let _reaps = no_root_reaps();
+    let name = unique_name("dead-644");
+    stale_object(&name);
+    std::fs::set_permissions(
+        format!("/dev/shm/{name}"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let Some(child) = Child::spawn_as_nobody("look", &[&name]) else {
+        memlink::remove(&name).unwrap();
+        return;
+    };
+    assert_eq!(
+        child.next_line(),
+        format!("NotFound: cannot open region \"{name}\": not found")
+    );
+    let create = child.next_line();
+    assert!(
+        create.starts_with("PermissionDenied: ") && create.contains("of uid 0"),
+        "{create}"
+    );
+    child.finish();
+    assert_eq!(
+        Region::open(&name, Access::ReadOnly).unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[test]
+fn reap_as_another_user_skips_what_it_may_not_remove_and_reports_its_own() {
+    let _reaps = no_root_reaps();
+    let others = unique_name("reap-root");
+    stale_object(&others);
+    std::fs::set_permissions(
+        format!("/dev/shm/{others}"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let own = unique_name("reap-nobody");
+    let Some(child) = Child::spawn_as_nobody("reap_beside", &[&own, &others]) else {
+        memlink::remove(&others).unwrap();
+        return;
+    };
+    assert_eq!(child.next_line(), "removed own: true");
+    assert_eq!(child.next_line(), "removed other's: false");
+    let skipped = child.next_line();
+    assert!(
+        skipped.starts_with(&format!(
+            "skipped other's: PermissionDenied: cannot reap region \"{others}\": permission denied"
+        )),
+        "{skipped}"
+    );
+    child.finish();
+    assert!(!std::path::Path::new(&format!("/dev/shm/{own}")).exists());
+    let reaped = memlink::reap().unwrap();
+    assert!(reaped.removed.iter().any(|i| i.name == others), "root may");
+}
+
+#[test]
+fn another_users_private_object_is_of_unknown_origin() {
+    let name = unique_name("origin-unknown");
+    let _region = Region::create(&name, 4096).unwrap(); // 0600
+    let Some(child) = Child::spawn_as_nobody("inspect", &[&name]) else {
+        return;
+    };
+    assert_eq!(child.next_line(), "Unknown None");
+    child.finish();
+    let own = memlink::inspect(&name).unwrap();
+    assert_eq!(own.origin, memlink::Origin::Memlink);
+    let name = unique_name("origin-foreign");
+    posix_create(&name, b"");
+    assert_eq!(
+        memlink::inspect(&name).unwrap().origin,
+        memlink::Origin::Foreign
+    );
+    memlink::remove(&name).unwrap();
+}
+
+/// Puts something that is not a shared-memory object at `/dev/shm/NAME`;
+/// returns what it is called in messages. The socket's listener is kept
+/// in `keep`.
+fn odd_file(
+    kind: &str,
+    name: &str,
+    keep: &mut Vec<std::os::unix::net::UnixListener>,
+) -> &'static str {
+    let path = format!("/dev/shm/{name}");
+    match kind {
+        "fifo" => {
+            let c_path = CString::new(path).unwrap();
+            // SAFETY: a valid path for the call.
+            assert_eq!(unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) }, 0);
+            "a FIFO"
+        }
+        "dir" => {
+            std::fs::create_dir(path).unwrap();
+            "a directory"
+        }
+        "symlink" => {
+            std::os::unix::fs::symlink("/dev/null", path).unwrap();
+            "a symbolic link"
+        }
+        "socket" => {
+            keep.push(std::os::unix::net::UnixListener::bind(path).unwrap());
+            "a socket"
+        }
+        _ => unreachable!(),
+    }
+}
+
+#[test]
+fn what_else_holds_a_name_is_named_by_every_operation_and_removable() {
+    let mut listeners = Vec::new();
+    for kind in ["fifo", "dir", "symlink", "socket"] {
+        let name = unique_name(&format!("odd-{kind}"));
+        let what = odd_file(kind, &name, &mut listeners);
+        let detail = format!("{what}, not a shared-memory object");
+        let create = Region::create(&name, 4096).unwrap_err();
+        assert_eq!(create.kind(), ErrorKind::AlreadyExists, "{create}");
+        assert!(create.to_string().ends_with(&detail), "{create}");
+        for access in [Access::ReadOnly, Access::ReadWrite] {
+            let open = Region::open(&name, access).unwrap_err();
+            assert_eq!(open.kind(), ErrorKind::WrongKind, "{open}");
+            assert!(open.to_string().ends_with(&detail), "{open}");
+        }
+        let inspect = memlink::inspect(&name).unwrap_err();
+        assert_eq!(inspect.kind(), ErrorKind::WrongKind, "{inspect}");
+        assert_eq!(
+            inspect.to_string(),
+            format!("cannot inspect object \"{name}\": the name belongs to another kind of object: it is {detail}")
+        );
+        memlink::remove(&name).unwrap();
+        assert!(
+            std::fs::symlink_metadata(format!("/dev/shm/{name}")).is_err(),
+            "{kind} removed"
+        );
+        Region::create(&name, 4096).expect("the name is free again");
+    }
+}
+
+#[test]
+fn foreign_names_outside_the_portable_syntax_can_be_opened_inspected_removed() {
+    for name in [
+        format!("{} with space", unique_name("foreign")),
+        format!(".{}", unique_name("hidden")),
+    ] {
+        posix_create(&name, b"theirs");
+        let region = Region::open(&name, Access::ReadOnly).unwrap();
+        assert_eq!(region.map(0..6).unwrap().to_vec(), b"theirs");
+        drop(region);
+        let info = memlink::inspect(&name).unwrap();
+        assert_eq!(info.origin, memlink::Origin::Foreign);
+        let create = Region::create(&format!("{name}-new"), 4096).unwrap_err();
+        assert_eq!(create.kind(), ErrorKind::InvalidName, "portable to create");
+        memlink::remove(&name).unwrap();
+        assert_eq!(
+            memlink::inspect(&name).unwrap_err().kind(),
+            ErrorKind::NotFound
+        );
+    }
+}
+
+#[test]
+fn remove_unheld_removes_only_the_unheld_object_that_was_looked_at() {
+    // Held: refused, and the name stays.
+    let held = unique_name("unheld-held");
+    let region = Region::create(&held, 4096).unwrap();
+    let seen = memlink::inspect(&held).unwrap();
+    let err = memlink::remove_unheld(&seen).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InUse, "{err}");
+    assert_eq!(
+        err.to_string(),
+        format!("cannot remove region \"{held}\": live processes hold it")
+    );
+    assert!(Region::open(&held, Access::ReadOnly).is_ok());
+    drop(region);
+
+    // Looked at while stale, then reaped and made anew by another process:
+    // the new, live object is not removed in its place.
+    let _reaps = no_root_reaps();
+    let name = unique_name("unheld-recreated");
+    stale_object(&name);
+    let seen = memlink::inspect(&name).unwrap();
+    assert_eq!(seen.state, State::Stale);
+    let child = Child::spawn("recreate", &[&name]);
+    child.expect("created");
+    let err = memlink::remove_unheld(&seen).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "{err}");
+    assert!(
+        Region::open(&name, Access::ReadOnly).is_ok(),
+        "the new one stays"
+    );
+    drop(child);
+
+    // Unheld objects go: a stale one, a persistent one, a foreign one.
+    let stale = unique_name("unheld-stale");
+    stale_object(&stale);
+    let persistent = unique_name("unheld-persistent");
+    drop(
+        RegionOptions::new()
+            .lifetime(Lifetime::Persistent)
+            .create(&persistent, 4096)
+            .unwrap(),
+    );
+    let foreign = unique_name("unheld-foreign");
+    posix_create(&foreign, b"");
+    for name in [stale, persistent, foreign] {
+        let seen = memlink::inspect(&name).unwrap();
+        memlink::remove_unheld(&seen).unwrap();
+        assert!(!std::path::Path::new(&format!("/dev/shm/{name}")).exists());
+    }
+}
+
+#[test]
+fn errors_about_names_say_which_kind_of_object() {
+    let name = unique_name("kind-in-errors");
+    let missing = memlink::remove(&name).unwrap_err();
+    assert_eq!(
+        missing.to_string(),
+        format!("cannot remove object \"{name}\": not found")
+    );
+    assert_eq!(missing.object_kind(), None);
+    let _mutex = memlink::Mutex::create(&name).unwrap();
+    let seen = memlink::inspect(&name).unwrap();
+    let held = memlink::remove_unheld(&seen).unwrap_err();
+    assert_eq!(held.object_kind(), Some(ObjectKind::Mutex));
+    assert!(
+        held.to_string().starts_with("cannot remove mutex"),
+        "{held}"
+    );
+}
+
+/// The variable that tells a test it runs in a private, small /dev/shm.
+const SMALL_SHM_VAR: &str = "MEMLINK_TEST_SMALL_DEV_SHM";
+
+/// Runs the ignored test `inner` in a child with a private mount namespace
+/// whose /dev/shm is a fresh tmpfs of `size` (never the real /dev/shm).
+/// Skipped where that cannot be made (not root, no `unshare`).
+fn in_small_dev_shm(size: &str, inner: &str) {
+    if !rustix::process::getuid().is_root() {
+        return eprintln!("not root: cannot mount a private /dev/shm; skipped");
+    }
+    let script = format!(
+        "mount -t tmpfs -o size={size},mode=1777 memlink-test /dev/shm && \
+         exec \"$0\" --ignored --exact {inner} --nocapture --test-threads=1"
+    );
+    let out = Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .arg(std::env::current_exe().unwrap())
+        .env(SMALL_SHM_VAR, size)
+        .output();
+    let Ok(out) = out else {
+        return eprintln!("unshare not available; skipped");
+    };
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success() && stdout.contains("1 passed"),
+        "{inner} in a {size} /dev/shm: {}\n{stdout}\n{stderr}",
+        out.status
+    );
+}
+
+/// In an inner test: whether this runs in the small private /dev/shm that
+/// `in_small_dev_shm` made (and not, by mistake, on the real one).
+fn in_the_small_dev_shm() -> bool {
+    if std::env::var_os(SMALL_SHM_VAR).is_none() {
+        return false;
+    }
+    let st = rustix::fs::statvfs("/dev/shm").unwrap();
+    let total = st.f_blocks * st.f_frsize;
+    assert!(total <= 4 << 20, "not the small /dev/shm: {total} bytes");
+    true
+}
+
+fn free_in_dev_shm() -> u64 {
+    let st = rustix::fs::statvfs("/dev/shm").unwrap();
+    st.f_bavail * st.f_frsize
+}
+
+#[test]
+fn a_full_dev_shm_reaps_the_dead_first_and_names_what_holds_it() {
+    in_small_dev_shm("1M", "full_dev_shm_inner");
+}
+
+#[test]
+#[ignore = "run in a private 1 MiB /dev/shm by a_full_dev_shm_reaps_the_dead_first_and_names_what_holds_it"]
+fn full_dev_shm_inner() {
+    if !in_the_small_dev_shm() {
+        return;
+    }
+    let size = (700 << 10).to_string();
+    let stale = unique_name("space-stale");
+    let child = Child::spawn("create_sized", &[&stale, &size]);
+    child.expect("created");
+    child.kill(); // its 700 KiB stay taken, by nobody alive
+    let other = unique_name("space-other");
+    let region = Region::create(&other, 700 << 10).expect("the dead's space is reaped for it");
+    assert!(!std::path::Path::new(&format!("/dev/shm/{stale}")).exists());
+
+    let third = unique_name("space-third");
+    let err = Region::create(&third, 700 << 10).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    let msg = err.to_string();
+    assert!(msg.contains("/dev/shm has "), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "the most is held by \"{other}\" (700 KiB, held by pid {})",
+            std::process::id()
+        )),
+        "{msg}"
+    );
+    drop(region);
+}
+
+#[test]
+fn reads_take_no_space_and_writes_that_do_not_fit_are_errors() {
+    in_small_dev_shm("1M", "sparse_region_inner");
+}
+
+#[test]
+#[ignore = "run in a private 1 MiB /dev/shm by reads_take_no_space_and_writes_that_do_not_fit_are_errors"]
+fn sparse_region_inner() {
+    if !in_the_small_dev_shm() {
+        return;
+    }
+    const MIB: usize = 1 << 20;
+    let name = unique_name("sparse");
+    let region = RegionOptions::new()
+        .reserve(false)
+        .create(&name, 16 * MIB as u64)
+        .unwrap();
+    let free = free_in_dev_shm();
+    let mut chunk = vec![0xffu8; MIB];
+    for i in 0..16 {
+        region.read_at((i * MIB) as u64, &mut chunk).unwrap();
+        assert!(chunk.iter().all(|&b| b == 0));
+    }
+    assert_eq!(
+        free_in_dev_shm(),
+        free,
+        "reading 16 MiB of holes took no space"
+    );
+
+    let err = region.write_at(0, &vec![1u8; 2 * MIB]).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::OutOfMemory, "{err}");
+    assert!(err.to_string().contains("/dev/shm is full: "), "{err}");
+    let reader = Region::open(&name, Access::ReadOnly).unwrap();
+    assert_eq!(
+        reader.write_at(0, b"x").unwrap_err().kind(),
+        ErrorKind::ReadOnly
+    );
+    let past = reader
+        .read_at(16 * MIB as u64 - 1, &mut [0; 2])
+        .unwrap_err();
+    assert_eq!(past.kind(), ErrorKind::InvalidArgument, "{past}");
 }

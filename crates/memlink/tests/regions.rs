@@ -515,7 +515,7 @@ fn persistent_regions_outlive_their_handles() {
     let child = Child::spawn("read", &[&name, "ro", "4"]);
     child.expect("read:stay");
     child.finish();
-    let reaped = memlink::reap().unwrap();
+    let reaped = memlink::reap().unwrap().removed;
     assert!(reaped.iter().all(|o| o.name != name), "never reaped");
     memlink::remove(&name).unwrap();
     assert_eq!(

@@ -379,7 +379,7 @@ fn listing_shows_sync_objects_with_their_state() {
     assert_eq!(info(&mutex_name).kind, Some(memlink::ObjectKind::Mutex));
     assert_eq!(
         info(&mutex_name).detail.as_deref(),
-        Some(format!("last locked by pid {}", std::process::id()).as_str())
+        Some(format!("locked by pid {} (alive)", std::process::id()).as_str())
     );
     assert_eq!(info(&sem_name).detail.as_deref(), Some("count 2 of 5"));
     assert_eq!(
@@ -545,4 +545,85 @@ fn persistent_sync_objects_outlive_their_handles_where_supported() {
         Semaphore::open(&name).unwrap_err().kind(),
         ErrorKind::NotFound
     );
+}
+
+/// Waits until `inspect` shows `detail` for the object.
+#[cfg(target_os = "linux")]
+fn wait_for_detail(name: &str, detail: &str) {
+    let deadline = std::time::Instant::now() + DEADLINE;
+    loop {
+        let now = memlink::inspect(name).unwrap().detail.unwrap_or_default();
+        if now == detail {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "never saw {detail:?}: {now:?}"
+        );
+        std::thread::yield_now();
+    }
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn killed_waiters_are_not_counted_for_releases_or_listings() {
+    let event_name = unique_name("dead-waiters-event");
+    let event = Event::create(&event_name, EventReset::Auto, false).unwrap();
+    let sem_name = unique_name("dead-waiters-sem");
+    let _sem = Semaphore::create(&sem_name, 0, 64).unwrap();
+    let mut children = Vec::new();
+    for _ in 0..4 {
+        children.push(Child::spawn("event_wait", &[&event_name]));
+        children.push(Child::spawn("sem_take", &[&sem_name]));
+    }
+    for child in &children {
+        child.expect("waiting");
+    }
+    wait_for_waiters(&event_name, 4);
+    wait_for_waiters(&sem_name, 4);
+    for child in children {
+        child.kill();
+    }
+    // Nobody waits now, whatever the dead left in the page.
+    wait_for_detail(&event_name, "not set, auto-reset");
+    wait_for_detail(&sem_name, "count 0 of 64");
+    // As on Windows: with nobody waiting, sets only leave the event set.
+    for _ in 0..4 {
+        event.set().unwrap();
+    }
+    assert!(event.try_wait().unwrap());
+    assert!(
+        !event.try_wait().unwrap(),
+        "one release, not one per dead waiter"
+    );
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_mutex_listing_tells_locked_unlocked_and_abandoned_apart() {
+    let name = unique_name("mutex-states");
+    let mutex = Mutex::create(&name).unwrap();
+    wait_for_detail(&name, "unlocked");
+    let holder = Child::spawn("hold_mutex", &[&name]);
+    holder.expect("locked");
+    let pid = holder.pid();
+    wait_for_detail(&name, &format!("locked by pid {pid} (alive)"));
+    holder.kill();
+    wait_for_detail(&name, &format!("abandoned by pid {pid} (dead)"));
+    let guard = mutex.lock().unwrap();
+    assert!(guard.was_abandoned());
+    drop(guard);
+    wait_for_detail(&name, "unlocked");
+}
+
+#[test]
+fn shared_works_with_the_longest_valid_name() {
+    let tag = unique_name("long");
+    let name = format!("{tag}{}", "x".repeat(memlink::MAX_NAME_LEN - tag.len()));
+    assert_eq!(name.len(), memlink::MAX_NAME_LEN);
+    let (shared, how) = Shared::<u64>::create_or_open(&name).unwrap();
+    assert_eq!(how, memlink::Disposition::Created);
+    *shared.lock().unwrap() = 7;
+    let again = Shared::<u64>::open(&name).unwrap();
+    assert_eq!(*again.lock().unwrap(), 7);
 }

@@ -7,7 +7,9 @@
 //! die there and makes the handles, `sync.rs` makes the sync objects, and
 //! the other files hold one concept each (`names.rs`, `listing.rs`, ...;
 //! Linux still lists in `mod.rs`). What the two Unix backends share is in
-//! `unix.rs`; the view type every backend maps is in `mapping.rs`.
+//! `unix.rs`; the view type every backend maps is in `mapping.rs`; the
+//! layouts of the pages memlink keeps in shared memory for itself (the
+//! versioned header) in `layout.rs`.
 //!
 //! The lifetime protocol itself, with the races it closes and the tests
 //! that prove it, is in `docs/protocol.md` at the repository root.
@@ -15,6 +17,10 @@
 use crate::error::{Error, ObjectKind, Operation};
 use crate::types::Lifetime;
 
+// The layouts of memlink's own pages in shared memory: used by the Linux
+// sync objects now, by messaging on every platform next.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+pub(crate) mod layout;
 mod mapping;
 #[cfg(unix)]
 mod unix;
@@ -61,6 +67,12 @@ compile_error!("memlink supports Linux, Windows, macOS and FreeBSD");
 /// - `handle.map(offset, len, writable) -> Result<Mapping>`: a view at any
 ///   byte offset (the backend aligns the OS mapping); writable only for a
 ///   handle opened read-write.
+/// - `handle.read_at(offset, &mut buf)` and `handle.write_at(offset,
+///   &data) -> Result<()>`: copies without a view the caller keeps, the
+///   range already checked against the size. Linux uses `pread`/`pwrite`,
+///   so a read of a hole allocates nothing and a write that no longer fits
+///   in `/dev/shm` is `OutOfMemory` instead of `SIGBUS`; elsewhere they copy
+///   through a temporary view.
 ///
 /// Dropping the handle closes it and, for a [`Lifetime::LastHandle`]
 /// object, removes the name when it was the last handle.
@@ -125,9 +137,39 @@ pub(crate) use platform::inspect;
 /// allows; Windows does not).
 pub(crate) use platform::remove;
 
+/// `remove_unheld(&Name, seen: &ObjectInfo) -> Result<()>`: removes the
+/// name only if it still refers to the object `seen` describes (its
+/// [`Identity`]) and, for a memlink last-handle object, only under the
+/// exclusive lock that proves no live handle holds it (`InUse` otherwise;
+/// `NotFound` when the object seen is gone, even if another has its name
+/// now). Windows cannot remove a name at all (`Unsupported`).
+pub(crate) use platform::remove_unheld;
+
 /// Removes the stale memlink objects that crashed processes left, and
-/// returns what it removed; never touches a foreign object.
+/// reports what it removed and what it found but had to leave (with the
+/// error); never touches a foreign object.
 pub(crate) use platform::reap;
+
+/// Which object a name referred to when it was read (device and inode on
+/// Unix; nothing on Windows, where a named object exists only while held),
+/// kept in an `ObjectInfo` so that `remove_unheld` removes that object and
+/// no other that took its name since.
+pub(crate) use platform::Identity;
+
+/// The character that can never be part of a name the OS accepts: the
+/// path separator (`/` on Unix, `\` in the Windows kernel's namespace).
+/// Names of existing objects outside memlink's portable syntax are checked
+/// against it.
+pub(crate) use platform::NAME_SEPARATOR;
+
+/// Whether the platform tells which processes hold an object (Linux does,
+/// through `/proc/locks`); where it does not, `ObjectInfo::holders` empty
+/// means "not known", not "none".
+pub(crate) use platform::HOLDERS_KNOWN;
+
+/// Whether `remove` can take a name while live processes hold its object
+/// (`shm_unlink` can; Windows removes a name only with its last handle).
+pub(crate) use platform::REMOVE_WHILE_HELD;
 
 /// A mapped view: `as_ptr()`, `len()`, unmapped on drop.
 pub(crate) use mapping::Mapping;
@@ -162,7 +204,7 @@ pub(crate) enum Wait {
 
 /// The error of a listing or reaping operation, which is about no one name.
 fn list_error(operation: Operation, err: std::io::Error) -> Error {
-    Error::os(operation, ObjectKind::Region, "", err)
+    Error::os(operation, ObjectKind::Region, "", err).of_any_kind()
 }
 
 // The BSD backend's name encodings are plain string functions: compile and

@@ -73,9 +73,38 @@ pub struct Child {
 impl Child {
     /// Starts a child running `role` with `args`.
     pub fn spawn(role: &str, args: &[&str]) -> Child {
+        Child::spawn_with(Command::new(std::env::current_exe().unwrap()), role, args)
+    }
+
+    /// Starts a child running `role` as the user `nobody` (uid 65534),
+    /// through `setpriv`; `None` where that cannot be done (not root, or no
+    /// `setpriv`), and the caller skips what needs it.
+    #[cfg(unix)]
+    pub fn spawn_as_nobody(role: &str, args: &[&str]) -> Option<Child> {
+        if !rustix::process::getuid().is_root() {
+            eprintln!("not root: cannot run a child as another user; skipped");
+            return None;
+        }
+        let setpriv_works = Command::new("setpriv")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !setpriv_works {
+            eprintln!("setpriv not available; skipped");
+            return None;
+        }
+        let mut command = Command::new("setpriv");
+        command
+            .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+            .arg(std::env::current_exe().unwrap());
+        Some(Child::spawn_with(command, role, args))
+    }
+
+    fn spawn_with(mut command: Command, role: &str, args: &[&str]) -> Child {
         let mut spec = vec![role];
         spec.extend_from_slice(args);
-        let mut process = Command::new(std::env::current_exe().unwrap())
+        let mut process = command
             .args([
                 "--ignored",
                 "--exact",
@@ -138,6 +167,11 @@ impl Child {
     /// Closes the child's stdin: children take it as "finish now".
     pub fn release(&mut self) {
         self.stdin = None;
+    }
+
+    /// The child's process id.
+    pub fn pid(&self) -> u32 {
+        self.process.id()
     }
 
     /// Kills the child hard (SIGKILL / TerminateProcess) and reaps it.

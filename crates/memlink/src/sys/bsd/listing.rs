@@ -1,5 +1,6 @@
-//! `list`, `inspect`, `remove` and `reap`: what the sidecars say about the
-//! objects memlink made, and the foreign objects found by name.
+//! `list`, `inspect`, `remove`, `remove_unheld` and `reap`: what the
+//! sidecars say about the objects memlink made, and the foreign objects
+//! found by name.
 
 use std::io;
 use std::os::fd::{BorrowedFd, OwnedFd};
@@ -13,11 +14,12 @@ use super::sidecar::{
     dir_error, dir_for, is_current, read_mark, remove_locked, remove_sidecar, sidecar_dir,
     try_lock_exclusive,
 };
+use super::Identity;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::sys::list_error;
 use crate::sys::unix::{for_each_entry, os_err};
-use crate::types::{Lifetime, ObjectInfo, State};
+use crate::types::{Lifetime, ObjectInfo, Origin, ReapReport, State};
 
 /// What a sidecar file stands for.
 enum Found {
@@ -69,23 +71,20 @@ fn describe(dir: BorrowedFd<'_>, file: &str, name: &Name) -> io::Result<Option<F
         Err(_) => None,
     };
     let stale = unheld && mark.lifetime == Lifetime::LastHandle;
-    let info = ObjectInfo {
-        name: name.base().to_owned(),
-        kind: Some(mark.kind),
-        size: object.as_ref().map_or(0, |st| st.st_size as u64),
-        lifetime: mark.lifetime,
-        state: if stale {
-            State::Stale
-        } else if object.is_some() {
-            State::Alive
-        } else {
-            State::Unknown
-        },
-        // No system-wide lock table to read here (Linux has /proc/locks).
-        holders: Vec::new(),
-        detail: None,
-        mode: object.as_ref().map(|st| u32::from(st.st_mode) & 0o7777),
+    let mut info = ObjectInfo::named(name.base());
+    info.kind = Some(mark.kind);
+    info.origin = Origin::Memlink;
+    info.size = object.as_ref().map_or(0, |st| st.st_size as u64);
+    info.lifetime = mark.lifetime;
+    info.state = if stale {
+        State::Stale
+    } else if object.is_some() {
+        State::Alive
+    } else {
+        State::Unknown
     };
+    info.mode = object.as_ref().map(|st| u32::from(st.st_mode) & 0o7777);
+    info.identity = object.as_ref().map(Identity::of);
     Ok(Some(Found::Object(info, stale.then_some(sidecar))))
 }
 
@@ -134,7 +133,7 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
 
 pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
     let op = Operation::Inspect;
-    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e);
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_any_kind();
     let dir = dir_for(op, ObjectKind::Region, name)?;
     let file = sidecar_file_name(name.base());
     if let Some(Found::Object(info, proof)) = describe(dir, &file, name).map_err(err)? {
@@ -152,31 +151,34 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
             Some(fs::fstat(&fd).map_err(|e| err(e.into()))?),
         ),
         Err(Errno::NOENT) => {
-            return Err(Error::new(
-                op,
-                ObjectKind::Region,
-                name.given(),
-                ErrorKind::NotFound,
-            ))
+            return Err(
+                Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound).of_any_kind(),
+            )
         }
         Err(Errno::ACCESS) => (State::Unknown, None),
         Err(e) => return Err(err(e.into())),
     };
-    Ok(ObjectInfo {
-        name: name.base().to_owned(),
-        kind: None,
-        size: st.as_ref().map_or(0, |st| st.st_size as u64),
-        lifetime: Lifetime::Persistent,
-        state,
-        holders: Vec::new(),
-        detail: None,
-        mode: st.as_ref().map(|st| u32::from(st.st_mode) & 0o7777),
-    })
+    let mut info = ObjectInfo::named(name.base());
+    // Without a sidecar of this user's it is foreign, unless it belongs to
+    // another user, whose memlink objects have their sidecars elsewhere.
+    let own = st
+        .as_ref()
+        .is_some_and(|st| st.st_uid == rustix::process::getuid().as_raw());
+    info.origin = if own {
+        Origin::Foreign
+    } else {
+        Origin::Unknown
+    };
+    info.size = st.as_ref().map_or(0, |st| st.st_size as u64);
+    info.state = state;
+    info.mode = st.as_ref().map(|st| u32::from(st.st_mode) & 0o7777);
+    info.identity = st.as_ref().map(Identity::of);
+    Ok(info)
 }
 
 pub(crate) fn remove(name: &Name) -> Result<()> {
     let op = Operation::Remove;
-    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e);
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_any_kind();
     let dir = dir_for(op, ObjectKind::Region, name)?;
     // The sidecar first: holders keep their (now unlinked) sidecar and find
     // it no longer current when they close, so they remove nothing; a create
@@ -186,18 +188,77 @@ pub(crate) fn remove(name: &Name) -> Result<()> {
     shm::unlink(shm_object_name(name).as_str()).map_err(|e| err(e.into()))
 }
 
-pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
-    let mut reaped = Vec::new();
+pub(crate) fn remove_unheld(name: &Name, seen: &ObjectInfo) -> Result<()> {
+    let op = Operation::Remove;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_kind(seen.kind);
+    let gone = |detail: &str| {
+        Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound)
+            .of_kind(seen.kind)
+            .with_detail(detail.to_owned())
+    };
+    let changed = "the object looked at was removed meanwhile, and another has its name now";
+    let shm_name = shm_object_name(name);
+    let same_object = || -> Result<()> {
+        match shm::open(shm_name.as_str(), shm::OFlags::RDONLY, Mode::empty()) {
+            Ok(fd) => {
+                let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
+                match seen.identity {
+                    Some(id) if id != Identity::of(&st) => Err(gone(changed)),
+                    _ => Ok(()),
+                }
+            }
+            Err(Errno::NOENT) => Err(gone("it was removed meanwhile")),
+            Err(_) => Ok(()),
+        }
+    };
+    if !(seen.is_memlink() && seen.lifetime == Lifetime::LastHandle) {
+        same_object()?;
+        return remove(name);
+    }
+    let dir = dir_for(op, ObjectKind::Region, name)?;
+    let file = sidecar_file_name(name.base());
+    let sidecar = match fs::openat(
+        dir,
+        file.as_str(),
+        OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::CLOEXEC,
+        Mode::empty(),
+    ) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(gone("it was removed meanwhile")),
+        Err(e) => return Err(err(e.into())),
+    };
+    // The proof: no handle exists while this lock is held, and no memlink
+    // process removes the name without taking it first.
+    if !try_lock_exclusive(&sidecar).map_err(err)? {
+        return Err(
+            Error::new(op, ObjectKind::Region, name.given(), ErrorKind::InUse).of_kind(seen.kind),
+        );
+    }
+    if !is_current(dir, &file, &sidecar).map_err(err)? {
+        return Err(gone(changed));
+    }
+    same_object()?;
+    remove_locked(dir, &file, &shm_name).map_err(err)
+}
+
+pub(crate) fn reap() -> Result<ReapReport> {
+    let mut report = ReapReport::default();
     for_each_sidecar(Operation::Reap, |dir, file, name, found| {
         match found {
             Found::Object(info, Some(_exclusive)) => {
-                remove_locked(dir, file, &shm_object_name(name))?;
-                reaped.push(info);
+                match remove_locked(dir, file, &shm_object_name(name)) {
+                    Ok(()) => report.removed.push(info),
+                    Err(e) => {
+                        let kind = info.kind.unwrap_or(ObjectKind::Region);
+                        let error = Error::os(Operation::Reap, kind, name.given(), e);
+                        report.skipped.push((info, error));
+                    }
+                }
             }
             Found::Litter(_exclusive) => remove_sidecar(dir, file)?,
             Found::Object(_, None) => {}
         }
         Ok(())
     })?;
-    Ok(reaped)
+    Ok(report)
 }

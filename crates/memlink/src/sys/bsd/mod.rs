@@ -144,7 +144,7 @@ mod names;
 mod sidecar;
 mod sync;
 
-pub(crate) use listing::{inspect, list, reap, remove};
+pub(crate) use listing::{inspect, list, reap, remove, remove_unheld};
 pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
@@ -168,6 +168,33 @@ use sidecar::{
 };
 
 const SHORTAGE: &str = "more shared memory than the system can give";
+
+/// The character that cannot be in a name (`shm_open` names are paths).
+pub(crate) const NAME_SEPARATOR: char = '/';
+/// No system-wide lock table to read here (Linux has `/proc/locks`).
+pub(crate) const HOLDERS_KNOWN: bool = false;
+/// `shm_unlink` takes a name from its holders.
+pub(crate) const REMOVE_WHILE_HELD: bool = true;
+
+/// Which object a name referred to: the shared-memory object's device and
+/// inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    // `dev_t` is an `i32` on macOS and a `u64` on FreeBSD, `ino_t` a `u64`
+    // on both: the casts are needed on one system and no-ops on the other.
+    #[allow(clippy::unnecessary_cast)]
+    fn of(st: &fs::Stat) -> Identity {
+        Identity {
+            dev: st.st_dev as u64,
+            ino: st.st_ino as u64,
+        }
+    }
+}
 
 impl Handle {
     pub(crate) fn create(name: &Name, kind: ObjectKind, spec: &CreateSpec) -> Result<Handle> {
@@ -306,6 +333,26 @@ impl Handle {
             });
         }
         Err(not_found().with_detail("the name kept being removed and re-created"))
+    }
+
+    /// Fills `buf` from `offset`, through a temporary view: macOS's
+    /// shared-memory descriptors cannot be read with `pread`.
+    pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let view = self.map(offset, buf.len(), false)?;
+        // SAFETY: the view is `buf.len()` readable bytes that live until
+        // the end of this function; `buf` is not inside it.
+        unsafe { std::ptr::copy_nonoverlapping(view.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`, through a temporary view, as `read_at`
+    /// reads.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let view = self.map(offset, data.len(), true)?;
+        // SAFETY: the view is `data.len()` writable bytes that live until
+        // the end of this function; `data` is not inside it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), view.as_ptr(), data.len()) };
+        Ok(())
     }
 }
 

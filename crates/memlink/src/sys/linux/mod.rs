@@ -15,8 +15,10 @@
 //! which Linux ignores on regular files); a persistent object there is left
 //! unmarked, which is harmless since unmarked objects are persistent anyway.
 //! The fallback cannot record the kind of object; sync objects check the
-//! header in their page instead, regions cannot. Objects without a mark are *foreign*: never reaped, only removed on
-//! request.
+//! header in their page instead, regions cannot. Objects without a mark are
+//! *foreign*: never reaped, only removed on request. An object this user
+//! cannot open (another user's private one) has a mark that cannot be read:
+//! its origin is *unknown*.
 //!
 //! **Liveness.** Every handle holds a shared `flock` on its own open file
 //! description. The kernel drops it when the handle is closed or the process
@@ -58,6 +60,14 @@
 //! lock briefly held by such a process waits it out with a shared lock and
 //! looks again, rather than reporting the name as taken.
 //!
+//! **Other users.** `/dev/shm` is sticky: only a file's owner (or root)
+//! may unlink it. A user who wins the exclusive lock on another user's
+//! last-handle object (its last closer, an opener finding it stale) may
+//! not be able to remove the name; the object is gone all the same: opens
+//! say `NotFound`, a create says which user's stale object keeps the name
+//! and why it cannot take it (`PermissionDenied`), `reap` reports it as
+//! skipped, and the first process that may remove it does.
+//!
 //! Known limits: `/proc/locks` shows only the locks of processes in the
 //! caller's pid namespace, so a holder in another container sharing
 //! `/dev/shm` makes `list` call a live object stale (reaping still checks
@@ -66,7 +76,11 @@
 //! removes the name by force and creates a new object under it can lose
 //! that new object; Linux has no conditional unlink. On kernels without
 //! `user.*` xattrs on tmpfs, a foreign object that happens to carry the
-//! sticky bit is taken for a memlink last-handle object.
+//! sticky bit is taken for a memlink last-handle object. An opener that
+//! waits out the exclusive lock of a closer who may not unlink the name
+//! (see *Other users*) can open the dead object as if it were alive: the
+//! rule above cannot be kept by a process the kernel does not let remove
+//! the name.
 //!
 //! A handle must not be shared with a child made by `fork` (the child's
 //! copy of the descriptor shares the lock); handles are close-on-exec.
@@ -92,7 +106,31 @@ use super::Mapping;
 use super::{list_error, CreateSpec};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::types::{Access, Lifetime, ObjectInfo, State};
+use crate::types::{Access, Lifetime, ObjectInfo, Origin, ReapReport, State};
+
+/// The character that cannot be in a name: names are file names in
+/// `/dev/shm`.
+pub(crate) const NAME_SEPARATOR: char = '/';
+/// `/proc/locks` tells who holds each object.
+pub(crate) const HOLDERS_KNOWN: bool = true;
+/// `unlink` takes a name from its holders.
+pub(crate) const REMOVE_WHILE_HELD: bool = true;
+
+/// Which object a name referred to: its device and inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity {
+    dev: u64,
+    ino: u64,
+}
+
+impl Identity {
+    fn of(st: &fs::Stat) -> Identity {
+        Identity {
+            dev: st.st_dev,
+            ino: st.st_ino,
+        }
+    }
+}
 
 const SHM_DIR: &str = "/dev/shm";
 const MARK_ATTR: &str = "user.memlink";
@@ -114,7 +152,14 @@ fn shm_dir() -> io::Result<BorrowedFd<'static>> {
 /// Reads and writes the mark as the extended attribute `user.memlink`.
 trait XattrMark: Sized {
     fn write(self, fd: BorrowedFd<'_>, mode: u32) -> io::Result<()>;
-    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Self>;
+    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Self> {
+        Self::read_checked(fd, st_mode, expected).ok().flatten()
+    }
+    fn read_checked(
+        fd: BorrowedFd<'_>,
+        st_mode: u32,
+        expected: ObjectKind,
+    ) -> Result<Option<Self>, Errno>;
 }
 
 impl XattrMark for Mark {
@@ -135,18 +180,24 @@ impl XattrMark for Mark {
         }
     }
 
-    /// Reads the mark; `None` means a foreign object. The sticky-bit
-    /// fallback cannot tell kinds apart, so it reports `expected` (sync
-    /// objects still check the header in their page).
-    fn read(fd: BorrowedFd<'_>, st_mode: u32, expected: ObjectKind) -> Option<Mark> {
+    /// Reads the mark; `Ok(None)` means a foreign object, an error that
+    /// the mark cannot be read. The sticky-bit fallback cannot tell kinds
+    /// apart, so it reports `expected` (sync objects still check the header
+    /// in their page).
+    fn read_checked(
+        fd: BorrowedFd<'_>,
+        st_mode: u32,
+        expected: ObjectKind,
+    ) -> Result<Option<Mark>, Errno> {
         let mut buf = [0u8; 64];
         match fs::fgetxattr(fd, MARK_ATTR, &mut buf) {
-            Ok(n) => Mark::decode(&buf[..n]),
-            Err(Errno::OPNOTSUPP) if st_mode & libc::S_ISVTX != 0 => Some(Mark {
+            Ok(n) => Ok(Mark::decode(&buf[..n])),
+            Err(Errno::OPNOTSUPP) if st_mode & libc::S_ISVTX != 0 => Ok(Some(Mark {
                 kind: expected,
                 lifetime: Lifetime::LastHandle,
-            }),
-            Err(_) => None,
+            })),
+            Err(Errno::NODATA) | Err(Errno::OPNOTSUPP) => Ok(None),
+            Err(e) => Err(e),
         }
     }
 }
@@ -185,12 +236,30 @@ impl Handle {
             lifetime: spec.lifetime,
         };
         mark.write(fd.as_fd(), mode).map_err(err)?;
-        if spec.reserve {
-            fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size)
-                .map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
-        } else {
-            fs::ftruncate(&fd, spec.size)
-                .map_err(|e| reserve_error(name, kind, spec.size, e, SHORTAGE))?;
+        let reserve = || {
+            if spec.reserve {
+                fs::fallocate(&fd, fs::FallocateFlags::empty(), 0, spec.size)
+            } else {
+                fs::ftruncate(&fd, spec.size)
+            }
+        };
+        match reserve() {
+            Ok(()) => {}
+            Err(Errno::NOSPC) => {
+                // The dead may hold the space: reap memlink's stale objects
+                // and try again once before failing.
+                let reaped = reap().map_or(0, |report| report.removed.len());
+                let retried = if reaped > 0 {
+                    reserve()
+                } else {
+                    Err(Errno::NOSPC)
+                };
+                if let Err(e) = retried {
+                    let shortage = format!("{SHORTAGE}; {}", space_report());
+                    return Err(reserve_error(name, kind, spec.size, e, &shortage));
+                }
+            }
+            Err(e) => return Err(reserve_error(name, kind, spec.size, e, SHORTAGE)),
         }
         // Cannot block: nobody else can reach a nameless file.
         fs::flock(&fd, FlockOperation::LockShared).map_err(|e| err(e.into()))?;
@@ -212,8 +281,23 @@ impl Handle {
                     return Ok(handle);
                 }
                 Err(Errno::EXIST) => {
-                    if remove_if_stale(dir, name.base()).map_err(err)? == Taken::Held {
-                        return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists));
+                    let taken = |detail: String| {
+                        Error::new(op, kind, name.given(), ErrorKind::AlreadyExists)
+                            .with_detail(detail)
+                    };
+                    match remove_if_stale(dir, name.base()).map_err(err)? {
+                        Taken::Removed | Taken::Gone => {}
+                        Taken::Held => {
+                            return Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists))
+                        }
+                        Taken::Unreadable { uid } => return Err(taken(format!(
+                            "it belongs to uid {uid}, and this user cannot open it to tell whether it is still in use"
+                        ))),
+                        Taken::NotAnObject(what) => return Err(taken(not_an_object_detail(what))),
+                        Taken::Unremovable { uid } => {
+                            return Err(Error::new(op, kind, name.given(), ErrorKind::PermissionDenied)
+                                .with_detail(unremovable_detail(uid)))
+                        }
                     }
                 }
                 Err(e) => return Err(err(e.into())),
@@ -241,24 +325,33 @@ impl Handle {
                 Err(Errno::NOENT) => {
                     return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound))
                 }
-                Err(Errno::LOOP) => {
-                    return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
-                        .with_detail("it is a symbolic link, not a shared-memory object"))
+                Err(e) => {
+                    // A symbolic link (ELOOP), a socket (ENXIO), a directory
+                    // (EISDIR)...: name what is there, as everywhere else.
+                    if let Some(what) = not_an_object_at(dir, name.base()) {
+                        return Err(not_an_object(op, kind, name, what));
+                    }
+                    return Err(err(e.into()));
                 }
-                Err(e) => return Err(err(e.into())),
             };
             let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
-            if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-                return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
-                    .with_detail("it is not a shared-memory object"));
+            if let Some(what) = file_type_name(st.st_mode) {
+                return Err(not_an_object(op, kind, name, what));
             }
             let mark = Mark::read(fd.as_fd(), st.st_mode, kind);
             let last_handle = mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle);
             match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
                 Ok(()) if last_handle => {
                     // Every holder is dead: the object is gone, as on
-                    // Windows, whatever its kind.
-                    unlink_if_same(dir, name.base(), &fd).map_err(err)?;
+                    // Windows, whatever its kind. Another user's object that
+                    // this user may not unlink (the sticky /dev/shm) stays
+                    // on disk, but is gone all the same, until someone who
+                    // may remove it comes by.
+                    match unlink_if_same(dir, name.base(), &fd) {
+                        Ok(_) => {}
+                        Err(e) if is_refusal(&e) => {}
+                        Err(e) => return Err(err(e)),
+                    }
                     return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound));
                 }
                 Ok(()) | Err(Errno::WOULDBLOCK) => {}
@@ -286,6 +379,139 @@ impl Handle {
         Err(Error::new(op, kind, name.given(), ErrorKind::NotFound)
             .with_detail("the name kept being removed and re-created"))
     }
+
+    /// Fills `buf` from `offset` with `pread`, which reads a page never
+    /// written (a hole, in a region made without reserving) as zeros
+    /// without allocating it, as a fault through a mapping would.
+    pub(crate) fn read_at(&self, mut offset: u64, mut buf: &mut [u8]) -> Result<()> {
+        let err = |e: Errno| os_err(Operation::Read, self.kind, &self.name, e);
+        while !buf.is_empty() {
+            match rustix::io::pread(&self.fd, &mut *buf, offset) {
+                Ok(0) => {
+                    return Err(Error::new(
+                        Operation::Read,
+                        self.kind,
+                        self.name.given(),
+                        ErrorKind::InvalidArgument,
+                    )
+                    .with_detail(format!("the object ends before offset {offset}")))
+                }
+                Ok(n) => {
+                    buf = &mut buf[n..];
+                    offset += n as u64;
+                }
+                Err(Errno::INTR) => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `data` at `offset` with `pwrite`, which reports a full
+    /// `/dev/shm` as `ENOSPC` where a store through a mapping would die of
+    /// `SIGBUS`.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let mut written = 0;
+        while written < data.len() {
+            match rustix::io::pwrite(&self.fd, &data[written..], offset + written as u64) {
+                Ok(n) => written += n,
+                Err(Errno::INTR) => {}
+                Err(Errno::NOSPC) => {
+                    return Err(Error::new(
+                        Operation::Write,
+                        self.kind,
+                        self.name.given(),
+                        ErrorKind::OutOfMemory,
+                    )
+                    .with_detail(format!(
+                        "{SHM_DIR} is full: {written} of {} bytes written at offset {offset}; {}",
+                        data.len(),
+                        space_report()
+                    )))
+                }
+                Err(e) => return Err(os_err(Operation::Write, self.kind, &self.name, e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A size in words: `700 KiB`, `3 GiB`, `512 bytes`.
+fn size_words(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} bytes");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if value.fract() == 0.0 {
+        format!("{value} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
+    }
+}
+
+/// What takes the space in `/dev/shm`: how much is free, and the objects
+/// that hold the most memory (allocated, not their sizes), with who holds
+/// them, so a shortage can be acted on.
+fn space_report() -> String {
+    let mut report = match fs::statvfs(SHM_DIR) {
+        Ok(st) => format!(
+            "{SHM_DIR} has {} free of {}",
+            size_words(st.f_bavail * st.f_frsize),
+            size_words(st.f_blocks * st.f_frsize)
+        ),
+        Err(e) => format!("the free space of {SHM_DIR} is unknown ({e})"),
+    };
+    let Ok(dir) = shm_dir() else {
+        return report;
+    };
+    let mut largest: Vec<(u64, String)> = Vec::new();
+    // A listing cut short by an error still names the largest objects seen.
+    let _ = for_each_entry(dir, |base| {
+        if let Ok(st) = fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+            let allocated = st.st_blocks as u64 * 512;
+            if allocated > 0 {
+                largest.push((allocated, base.to_owned()));
+            }
+        }
+        Ok(())
+    });
+    largest.sort_unstable_by(|a, b| b.cmp(a));
+    let holders = flock_holders();
+    let users: Vec<String> = largest
+        .iter()
+        .take(3)
+        .map(|(allocated, base)| {
+            let who = match describe(dir, base, holders.as_deref()) {
+                Ok(Described::Object(info)) => match (info.origin, info.state) {
+                    (_, State::Stale) => "stale: its holders died".to_owned(),
+                    (Origin::Memlink, _) if !info.holders.is_empty() => format!(
+                        "held by pid {}",
+                        info.holders
+                            .iter()
+                            .map(u32::to_string)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                    (Origin::Memlink, _) => info.lifetime.as_str().to_owned(),
+                    (Origin::Foreign, _) => "foreign, stays until removed".to_owned(),
+                    (Origin::Unknown, _) => "another user's".to_owned(),
+                },
+                _ => "not a shared-memory object".to_owned(),
+            };
+            format!("\"{base}\" ({}, {who})", size_words(*allocated))
+        })
+        .collect();
+    if !users.is_empty() {
+        report.push_str("; the most is held by ");
+        report.push_str(&users.join(", "));
+    }
+    report
 }
 
 impl Drop for Handle {
@@ -332,21 +558,23 @@ fn publish(fd: &OwnedFd, dir: BorrowedFd<'_>, base: &str) -> Result<(), Errno> {
     )
 }
 
-/// Removes `base` from `dir` if it still names the inode open as `fd`.
-/// The caller holds the exclusive lock, so no handle can appear meanwhile.
-fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<()> {
+/// Removes `base` from `dir` if it still names the inode open as `fd`;
+/// says whether this call removed it. The caller holds the exclusive lock,
+/// so no handle can appear meanwhile.
+fn unlink_if_same(dir: BorrowedFd<'_>, base: &str, fd: &OwnedFd) -> io::Result<bool> {
     let ours = fs::fstat(fd)?;
     if ours.st_nlink == 0 {
-        return Ok(());
+        return Ok(false);
     }
     match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
-        Ok(named) if named.st_dev == ours.st_dev && named.st_ino == ours.st_ino => {
+        Ok(named) if Identity::of(&named) == Identity::of(&ours) => {
             match fs::unlinkat(dir, base, AtFlags::empty()) {
-                Ok(()) | Err(Errno::NOENT) => Ok(()),
+                Ok(()) => Ok(true),
+                Err(Errno::NOENT) => Ok(false),
                 Err(e) => Err(e.into()),
             }
         }
-        Ok(_) | Err(Errno::NOENT) => Ok(()),
+        Ok(_) | Err(Errno::NOENT) => Ok(false),
         Err(e) => Err(e.into()),
     }
 }
@@ -362,6 +590,56 @@ fn open_to_look(dir: BorrowedFd<'_>, base: &str) -> Result<OwnedFd, Errno> {
     )
 }
 
+/// What a file that is not a regular file is, in words; `None` for a
+/// regular file (which may be a shared-memory object).
+fn file_type_name(st_mode: u32) -> Option<&'static str> {
+    Some(match st_mode & libc::S_IFMT {
+        libc::S_IFREG => return None,
+        libc::S_IFDIR => "a directory",
+        libc::S_IFIFO => "a FIFO",
+        libc::S_IFLNK => "a symbolic link",
+        libc::S_IFSOCK => "a socket",
+        libc::S_IFCHR => "a character device",
+        libc::S_IFBLK => "a block device",
+        _ => "a special file",
+    })
+}
+
+/// What is at `base` if it is there and not a regular file.
+fn not_an_object_at(dir: BorrowedFd<'_>, base: &str) -> Option<&'static str> {
+    let st = fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW).ok()?;
+    file_type_name(st.st_mode)
+}
+
+/// The detail every operation gives for a name held by something that is
+/// not a shared-memory object.
+fn not_an_object_detail(what: &str) -> String {
+    format!("it is {what}, not a shared-memory object")
+}
+
+fn not_an_object(op: Operation, kind: ObjectKind, name: &Name, what: &str) -> Error {
+    let error_kind = if op == Operation::Create {
+        ErrorKind::AlreadyExists
+    } else {
+        ErrorKind::WrongKind
+    };
+    Error::new(op, kind, name.given(), error_kind).with_detail(not_an_object_detail(what))
+}
+
+/// Whether an error is the OS refusing this user (as the sticky `/dev/shm`
+/// refuses to unlink another user's file).
+fn is_refusal(e: &io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::EPERM | libc::EACCES))
+}
+
+/// Why a stale object of user `uid` stays.
+fn unremovable_detail(uid: u32) -> String {
+    format!(
+        "the name is held by a stale object (every holder died) of uid {uid}, \
+         and /dev/shm lets only its owner or root remove it"
+    )
+}
+
 /// What became of a name that was found taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Taken {
@@ -371,6 +649,12 @@ enum Taken {
     Gone,
     /// A live handle holds it, or it is not a memlink last-handle object.
     Held,
+    /// It belongs to user `uid`, and this user cannot open it to tell.
+    Unreadable { uid: u32 },
+    /// A stale object of user `uid`, which this user may not remove.
+    Unremovable { uid: u32 },
+    /// It is not a shared-memory object: a directory, a FIFO...
+    NotAnObject(&'static str),
 }
 
 /// If `base` names a memlink last-handle object with no live handle,
@@ -379,14 +663,24 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<Taken> {
     let fd = match open_to_look(dir, base) {
         Ok(fd) => fd,
         Err(Errno::NOENT) => return Ok(Taken::Gone),
-        Err(Errno::ACCESS) | Err(Errno::LOOP) => return Ok(Taken::Held),
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            return match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
+                Ok(st) => Ok(match file_type_name(st.st_mode) {
+                    Some(what) => Taken::NotAnObject(what),
+                    None if e == Errno::ACCESS => Taken::Unreadable { uid: st.st_uid },
+                    None => Taken::Held,
+                }),
+                Err(Errno::NOENT) => Ok(Taken::Gone),
+                Err(_) => Err(e.into()),
+            }
+        }
     };
     let st = fs::fstat(&fd)?;
+    if let Some(what) = file_type_name(st.st_mode) {
+        return Ok(Taken::NotAnObject(what));
+    }
     let mark = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region);
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG
-        || !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle)
-    {
+    if !mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
         return Ok(Taken::Held);
     }
     match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
@@ -408,8 +702,12 @@ fn remove_if_stale(dir: BorrowedFd<'_>, base: &str) -> io::Result<Taken> {
         }
         Err(e) => return Err(e.into()),
     }
-    unlink_if_same(dir, base, &fd)?;
-    Ok(Taken::Removed)
+    match unlink_if_same(dir, base, &fd) {
+        Ok(_) => Ok(Taken::Removed),
+        // Stale all the same: opens say NotFound (see `Handle::open`).
+        Err(e) if is_refusal(&e) => Ok(Taken::Unremovable { uid: st.st_uid }),
+        Err(e) => Err(e),
+    }
 }
 
 /// The holders of every shared flock in the system (every live handle has
@@ -451,31 +749,28 @@ fn describe(
     dir: BorrowedFd<'_>,
     base: &str,
     holders: Option<&[((u64, u64), u32)]>,
-) -> io::Result<Option<ObjectInfo>> {
+) -> io::Result<Described> {
     let st = match fs::statat(dir, base, AtFlags::SYMLINK_NOFOLLOW) {
         Ok(st) => st,
-        Err(Errno::NOENT) => return Ok(None),
+        Err(Errno::NOENT) => return Ok(Described::Nothing),
         Err(e) => return Err(e.into()),
     };
-    if st.st_mode & libc::S_IFMT != libc::S_IFREG {
-        return Ok(None);
+    if let Some(what) = file_type_name(st.st_mode) {
+        return Ok(Described::NotAnObject(what));
     }
-    let mut info = ObjectInfo {
-        name: base.to_owned(),
-        kind: None,
-        size: st.st_size as u64,
-        lifetime: Lifetime::Persistent,
-        state: State::Unknown,
-        holders: Vec::new(),
-        mode: Some(st.st_mode & 0o7777),
-        detail: None,
-    };
+    let mut info = ObjectInfo::named(base);
+    info.size = st.st_size as u64;
+    info.mode = Some(st.st_mode & 0o7777);
+    info.path = Some(format!("{SHM_DIR}/{base}"));
+    info.identity = Some(Identity::of(&st));
     let fd = match open_to_look(dir, base) {
         Ok(fd) => fd,
-        Err(Errno::NOENT) => return Ok(None),
-        Err(_) => return Ok(Some(info)),
+        Err(Errno::NOENT) => return Ok(Described::Nothing),
+        // Another user's private object: who made it cannot be told.
+        Err(_) => return Ok(Described::Object(info)),
     };
     let st = fs::fstat(&fd)?;
+    info.identity = Some(Identity::of(&st));
     let key = (st.st_dev, st.st_ino);
     let holders_of = |all: &[((u64, u64), u32)]| {
         let mut pids: Vec<u32> = all
@@ -490,18 +785,23 @@ fn describe(
     if let Some(all) = holders {
         info.holders = holders_of(all);
     }
-    if let Some(mark) = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region) {
-        info.kind = Some(mark.kind);
-        info.lifetime = mark.lifetime;
-        if mark.kind != ObjectKind::Region {
-            info.detail = map_fd(&fd, 0, info.size.min(4096) as usize, false)
-                .ok()
-                .and_then(|page| sync::describe_state(mark.kind, &page));
+    match Mark::read_checked(fd.as_fd(), st.st_mode, ObjectKind::Region) {
+        Ok(Some(mark)) => {
+            info.origin = Origin::Memlink;
+            info.kind = Some(mark.kind);
+            info.lifetime = mark.lifetime;
+            if mark.kind != ObjectKind::Region {
+                info.detail = map_fd(&fd, 0, info.size.min(4096) as usize, false)
+                    .ok()
+                    .and_then(|page| sync::describe_state(mark.kind, fd.as_fd(), &page));
+            }
         }
+        Ok(None) => info.origin = Origin::Foreign,
+        Err(_) => return Ok(Described::Object(info)),
     }
-    if info.kind.is_none() || info.lifetime == Lifetime::Persistent {
+    if info.origin == Origin::Foreign || info.lifetime == Lifetime::Persistent {
         info.state = State::Alive;
-        return Ok(Some(info));
+        return Ok(Described::Object(info));
     }
     info.state = match holders {
         Some(_) if !info.holders.is_empty() => State::Alive,
@@ -518,14 +818,25 @@ fn describe(
         },
         None => match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => {
-                unlink_if_same(dir, base, &fd)?;
+                match unlink_if_same(dir, base, &fd) {
+                    Ok(_) => {}
+                    Err(e) if is_refusal(&e) => {}
+                    Err(e) => return Err(e),
+                }
                 State::Stale
             }
             Err(Errno::WOULDBLOCK) => State::Alive,
             Err(_) => State::Unknown,
         },
     };
-    Ok(Some(info))
+    Ok(Described::Object(info))
+}
+
+/// What `describe` found under a name.
+enum Described {
+    Nothing,
+    NotAnObject(&'static str),
+    Object(ObjectInfo),
 }
 
 fn for_each_object(
@@ -536,8 +847,8 @@ fn for_each_object(
     let dir = shm_dir().map_err(err)?;
     let holders = flock_holders();
     for_each_entry(dir, |base| match describe(dir, base, holders.as_deref())? {
-        Some(info) => visit(dir, base, info),
-        None => Ok(()),
+        Described::Object(info) => visit(dir, base, info),
+        _ => Ok(()),
     })
     .map_err(err)
 }
@@ -552,34 +863,171 @@ pub(crate) fn list() -> Result<Vec<ObjectInfo>> {
 }
 
 pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
-    let err = |e: io::Error| os_err(Operation::Inspect, ObjectKind::Region, name, e);
+    let op = Operation::Inspect;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_any_kind();
     let dir = shm_dir().map_err(err)?;
     match describe(dir, name.base(), flock_holders().as_deref()).map_err(err)? {
-        Some(info) => Ok(info),
-        None => Err(Error::new(
-            Operation::Inspect,
+        Described::Object(info) => Ok(info),
+        Described::NotAnObject(what) => {
+            Err(not_an_object(op, ObjectKind::Region, name, what).of_any_kind())
+        }
+        Described::Nothing => {
+            Err(Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound).of_any_kind())
+        }
+    }
+}
+
+/// The kind memlink's mark gives the object `fd`, if it can be read.
+fn kind_of(fd: &OwnedFd, st: &fs::Stat) -> Option<ObjectKind> {
+    Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region).map(|m| m.kind)
+}
+
+/// Unlinks `base`, a directory or not, with errors naming `kind`.
+fn unlink_any(
+    dir: BorrowedFd<'_>,
+    name: &Name,
+    st: &fs::Stat,
+    kind: Option<ObjectKind>,
+) -> Result<()> {
+    let flags = if st.st_mode & libc::S_IFMT == libc::S_IFDIR {
+        AtFlags::REMOVEDIR
+    } else {
+        AtFlags::empty()
+    };
+    match fs::unlinkat(dir, name.base(), flags) {
+        Ok(()) => Ok(()),
+        Err(Errno::NOENT) => Err(Error::new(
+            Operation::Remove,
             ObjectKind::Region,
             name.given(),
             ErrorKind::NotFound,
-        )),
+        )
+        .of_kind(kind)),
+        Err(e) => {
+            let e = io::Error::from(e);
+            let refused = is_refusal(&e);
+            let error = os_err(Operation::Remove, ObjectKind::Region, name, e).of_kind(kind);
+            Err(if refused {
+                error.with_detail(format!(
+                    "it belongs to uid {}, and /dev/shm lets only its owner or root remove it",
+                    st.st_uid
+                ))
+            } else {
+                error
+            })
+        }
     }
 }
 
 pub(crate) fn remove(name: &Name) -> Result<()> {
-    let err = |e: io::Error| os_err(Operation::Remove, ObjectKind::Region, name, e);
+    let op = Operation::Remove;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_any_kind();
     let dir = shm_dir().map_err(err)?;
-    fs::unlinkat(dir, name.base(), AtFlags::empty()).map_err(|e| err(e.into()))
+    let st = match fs::statat(dir, name.base(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => {
+            return Err(
+                Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound).of_any_kind(),
+            )
+        }
+        Err(e) => return Err(err(e.into())),
+    };
+    let kind = match file_type_name(st.st_mode) {
+        Some(_) => None,
+        None => open_to_look(dir, name.base())
+            .ok()
+            .and_then(|fd| kind_of(&fd, &st)),
+    };
+    unlink_any(dir, name, &st, kind)
 }
 
-pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
-    let mut reaped = Vec::new();
+pub(crate) fn remove_unheld(name: &Name, seen: &ObjectInfo) -> Result<()> {
+    let op = Operation::Remove;
+    let kind = seen.kind;
+    let err = |e: io::Error| os_err(op, ObjectKind::Region, name, e).of_kind(kind);
+    let gone = |detail: &str| {
+        Error::new(op, ObjectKind::Region, name.given(), ErrorKind::NotFound)
+            .of_kind(kind)
+            .with_detail(detail.to_owned())
+    };
+    let dir = shm_dir().map_err(err)?;
+    let st = match fs::statat(dir, name.base(), AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(st) => st,
+        Err(Errno::NOENT) => return Err(gone("it was removed meanwhile")),
+        Err(e) => return Err(err(e.into())),
+    };
+    let changed = "the object looked at was removed meanwhile, and another has its name now";
+    if seen.identity.is_some_and(|id| id != Identity::of(&st)) {
+        return Err(gone(changed));
+    }
+    if file_type_name(st.st_mode).is_some() {
+        return unlink_any(dir, name, &st, kind);
+    }
+    let fd = match open_to_look(dir, name.base()) {
+        Ok(fd) => fd,
+        Err(Errno::NOENT) => return Err(gone("it was removed meanwhile")),
+        // Cannot be locked: removed only if it is an object that needs no
+        // proof (as `seen` says), and then by name.
+        Err(_) if !(seen.is_memlink() && seen.lifetime == Lifetime::LastHandle) => {
+            return unlink_any(dir, name, &st, kind)
+        }
+        Err(e) => return Err(err(e.into())),
+    };
+    let st = fs::fstat(&fd).map_err(|e| err(e.into()))?;
+    if seen.identity.is_some_and(|id| id != Identity::of(&st)) {
+        return Err(gone(changed));
+    }
+    let mark = Mark::read(fd.as_fd(), st.st_mode, ObjectKind::Region);
+    let kind = mark.map(|m| m.kind).or(kind);
+    if mark.is_some_and(|m| m.lifetime == Lifetime::LastHandle) {
+        // The proof: no handle can exist while this lock is held, and no
+        // memlink process removes the name without taking it first.
+        match fs::flock(&fd, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => {}
+            Err(Errno::WOULDBLOCK) => {
+                return Err(
+                    Error::new(op, ObjectKind::Region, name.given(), ErrorKind::InUse)
+                        .of_kind(kind),
+                )
+            }
+            Err(e) => return Err(err(e.into())),
+        }
+    }
+    match unlink_if_same(dir, name.base(), &fd) {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(gone(changed)),
+        Err(e) if is_refusal(&e) => Err(os_err(op, ObjectKind::Region, name, e)
+            .of_kind(kind)
+            .with_detail(format!(
+                "it belongs to uid {}, and /dev/shm lets only its owner or root remove it",
+                st.st_uid
+            ))),
+        Err(e) => Err(err(e)),
+    }
+}
+
+pub(crate) fn reap() -> Result<ReapReport> {
+    let mut report = ReapReport::default();
     for_each_object(Operation::Reap, |dir, base, info| {
+        if info.state != State::Stale {
+            return Ok(());
+        }
         // The exclusive lock in remove_if_stale is the proof; the listing
-        // only says where to look.
-        if info.state == State::Stale && remove_if_stale(dir, base)? == Taken::Removed {
-            reaped.push(info);
+        // only says where to look. One object's failure stops nothing.
+        let kind = info.kind.unwrap_or(ObjectKind::Region);
+        let skip = |error: Error| (info.clone(), error);
+        match remove_if_stale(dir, base) {
+            Ok(Taken::Removed) => report.removed.push(info),
+            Ok(Taken::Unremovable { uid }) => report.skipped.push(skip(
+                Error::new(Operation::Reap, kind, base, ErrorKind::PermissionDenied)
+                    .with_detail(unremovable_detail(uid)),
+            )),
+            Ok(_) => {}
+            Err(e) => report
+                .skipped
+                .push(skip(Error::os(Operation::Reap, kind, base, e))),
         }
         Ok(())
     })?;
-    Ok(reaped)
+    Ok(report)
 }

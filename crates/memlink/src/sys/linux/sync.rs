@@ -1,12 +1,9 @@
 //! Linux: named mutexes, semaphores and events.
 //!
 //! Each is a memlink object in `/dev/shm` (so names, lifetime, crash rules
-//! and listing are those of regions) holding one page:
-//!
-//! ```text
-//! 0   magic "MLSY", version, kind, owner pid (mutex, informational only)
-//! 64  the state: a pthread mutex, or the words of a semaphore or an event
-//! ```
+//! and listing are those of regions) holding one page, laid out as a
+//! `#[repr(C)]` struct that starts with the versioned [`Header`]:
+//! [`MutexPage`], [`SemaphorePage`], [`EventPage`].
 //!
 //! The page is set up before the object gets its name, so nobody sees it
 //! half made. The mutex is a process-shared *robust* pthread mutex: when its
@@ -15,8 +12,22 @@
 //! Windows' `WAIT_ABANDONED`. Semaphores and events own nothing that a dead
 //! process could leave locked, so they are futex words; their waiters sleep
 //! in the kernel (`FUTEX_WAIT` on the shared page) with a timeout.
+//!
+//! **Who waits.** A count of waiters kept in shared memory is wrong for
+//! good once a waiter is killed. So each semaphore or event handle owns one
+//! slot of the page's waiter table, and proves it owns it with an
+//! open-file-description lock (`F_OFD_SETLK`) on one byte of the object's
+//! file, past the page: the kernel drops that lock when the handle closes
+//! or its process dies. A slot's count of waiting threads is believed only
+//! while its lock is held, so what the listing shows and what an
+//! auto-reset event's releases are capped by come from the kernel's own
+//! record of who is alive. (OFD locks and `flock` do not interact on Linux,
+//! so these locks leave the lifetime protocol alone.)
 
+use std::cell::UnsafeCell;
+use std::io;
 use std::mem::ManuallyDrop;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
@@ -25,24 +36,14 @@ use rustix::thread::futex;
 use super::{Handle, Mapping};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
+use crate::sys::layout::{page_ref, Header, SharedPage};
 use crate::sys::{CreateSpec, Wait};
 use crate::types::{Access, EventReset};
 
-const MAGIC: u32 = u32::from_le_bytes(*b"MLSY");
-const VERSION: u32 = 1;
-const STATE_OFFSET: usize = 64;
+const MAGIC: [u8; 4] = *b"MLSY";
+/// 2: typed pages with a waiter table (1 had a bare waiter count).
+const VERSION: u32 = 2;
 const OBJECT_SIZE: u64 = 4096;
-
-/// The first bytes of every sync object.
-#[repr(C)]
-struct Header {
-    magic: u32,
-    version: u32,
-    kind: u32,
-    /// The pid that last took the mutex; for `memlink info` only, never
-    /// for deciding anything (pids are reused).
-    owner_pid: AtomicU32,
-}
 
 fn kind_code(kind: ObjectKind) -> u32 {
     match kind {
@@ -54,86 +55,302 @@ fn kind_code(kind: ObjectKind) -> u32 {
     }
 }
 
-/// An open sync object: the handle (for the name's lifetime) and the page.
-struct Object {
-    _handle: Handle,
-    page: Mapping,
+/// A mutex's page.
+#[repr(C)]
+struct MutexPage {
+    header: Header,
+    /// The pid that last took the mutex; for listings only, never for
+    /// deciding anything (pids are reused).
+    owner_pid: AtomicU32,
+    /// Written only by the pthread calls (and the kernel's robust-list
+    /// walk), which treat it as shared memory.
+    mutex: UnsafeCell<libc::pthread_mutex_t>,
 }
 
-impl Object {
-    fn create(
-        name: &Name,
-        kind: ObjectKind,
-        spec: &CreateSpec,
-        init_state: &mut dyn FnMut(*mut u8) -> Result<()>,
-    ) -> Result<Object> {
+/// How many semaphore or event handles may be open at once, over all
+/// processes: one slot of the waiter table each.
+const WAITER_SLOTS: usize = 900;
+
+/// Who is waiting on a semaphore or event (see the module docs).
+#[repr(C)]
+struct Waiters {
+    /// The sum of the slots' counts, dead slots included: an upper bound,
+    /// used only to skip `FUTEX_WAKE` when nobody can be asleep. A handle
+    /// that takes over a dead slot takes the dead count off it.
+    hint: AtomicU32,
+    /// Per handle: how many of its threads are in a wait.
+    slots: [AtomicU32; WAITER_SLOTS],
+}
+
+/// A semaphore's page.
+#[repr(C)]
+struct SemaphorePage {
+    header: Header,
+    count: AtomicU32,
+    max: AtomicU32,
+    waiters: Waiters,
+}
+
+/// An event's page.
+#[repr(C)]
+struct EventPage {
+    header: Header,
+    /// Manual reset: bit 0 "signalled" and, above it, a generation that
+    /// every set advances, so that waiters present at a set are released
+    /// even if a reset follows at once. Auto reset: the releases not yet
+    /// taken.
+    word: AtomicU32,
+    /// 1 for a manual-reset event.
+    manual: AtomicU32,
+    waiters: Waiters,
+}
+
+const _: () = assert!(size_of::<MutexPage>() <= OBJECT_SIZE as usize);
+const _: () = assert!(size_of::<SemaphorePage>() <= OBJECT_SIZE as usize);
+const _: () = assert!(size_of::<EventPage>() <= OBJECT_SIZE as usize);
+// Pages are mapped at page boundaries, which satisfies any of these.
+const _: () = assert!(align_of::<MutexPage>() <= 64);
+const _: () = assert!(align_of::<SemaphorePage>() == 4 && align_of::<EventPage>() == 4);
+
+// SAFETY: atomics, and a pthread mutex in an UnsafeCell that only the
+// pthread calls touch; any bytes are a value (the header check refuses
+// pages that are not ours before anything else is trusted).
+unsafe impl SharedPage for MutexPage {}
+// SAFETY: atomics only.
+unsafe impl SharedPage for SemaphorePage {}
+// SAFETY: atomics only.
+unsafe impl SharedPage for EventPage {}
+
+/// A sync object's page type: its header, and its kind.
+trait SyncPage: SharedPage {
+    const KIND: ObjectKind;
+    fn header(&self) -> &Header;
+}
+
+impl SyncPage for MutexPage {
+    const KIND: ObjectKind = ObjectKind::Mutex;
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+impl SyncPage for SemaphorePage {
+    const KIND: ObjectKind = ObjectKind::Semaphore;
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+impl SyncPage for EventPage {
+    const KIND: ObjectKind = ObjectKind::Event;
+    fn header(&self) -> &Header {
+        &self.header
+    }
+}
+
+/// The page of `P` in `mapping`, if the mapping holds one of this layout
+/// version; otherwise why not.
+fn checked_page<P: SyncPage>(mapping: &Mapping) -> std::result::Result<&P, String> {
+    // SAFETY: the mapping is readable (and writable for handles) for as
+    // long as the borrow of it.
+    let page = unsafe { page_ref::<P>(mapping.as_ptr(), mapping.len()) }
+        .ok_or_else(|| "it is too small to be a memlink sync object".to_owned())?;
+    page.header()
+        .check(MAGIC, VERSION, kind_code(P::KIND))
+        .map_err(|m| m.describe("sync object", VERSION))?;
+    Ok(page)
+}
+
+/// An open sync object: the handle (for the name's lifetime) and its page.
+struct Object<P: SyncPage> {
+    handle: Handle,
+    page: Mapping,
+    /// The page as a `P`: checked once, in `mapped`.
+    typed: std::ptr::NonNull<P>,
+}
+
+// SAFETY: `typed` is an address in the mapping this Object owns, valid
+// from any thread until it is unmapped; the page is shared memory, written
+// only through atomics (and pthread calls, for the mutex).
+unsafe impl<P: SyncPage> Send for Object<P> {}
+// SAFETY: as above; `&Object` gives only `&P`, whose fields are atomics.
+unsafe impl<P: SyncPage> Sync for Object<P> {}
+
+impl<P: SyncPage> Object<P> {
+    fn create(name: &Name, spec: &CreateSpec, init_state: &mut dyn FnMut(&P)) -> Result<Self> {
         let spec = CreateSpec {
             size: OBJECT_SIZE,
             reserve: true,
             ..*spec
         };
-        let mut init = |page: &Mapping| {
-            let header = page.as_ptr().cast::<Header>();
-            // SAFETY: the page is a fresh, writable, page-aligned mapping of
-            // OBJECT_SIZE bytes that no other process can reach yet.
-            unsafe {
-                header.write(Header {
-                    magic: MAGIC,
-                    version: VERSION,
-                    kind: kind_code(kind),
-                    owner_pid: AtomicU32::new(0),
-                });
-            }
-            // SAFETY: STATE_OFFSET is inside the page.
-            init_state(unsafe { page.as_ptr().add(STATE_OFFSET) })
+        let mut init = |mapping: &Mapping| {
+            // SAFETY: a fresh, writable, page-aligned mapping of OBJECT_SIZE
+            // bytes (zeroed by the kernel) that no other process can reach.
+            let page =
+                unsafe { page_ref::<P>(mapping.as_ptr(), mapping.len()) }.ok_or_else(|| {
+                    Error::new(Operation::Create, P::KIND, name.given(), ErrorKind::Os)
+                        .with_detail("the new object's page cannot hold its state")
+                })?;
+            page.header().init(MAGIC, VERSION, kind_code(P::KIND));
+            init_state(page);
+            Ok(())
         };
-        let handle = Handle::create_initialized(name, kind, &spec, Some(&mut init))?;
-        Object::mapped(handle, name, kind, Operation::Create)
+        let handle = Handle::create_initialized(name, P::KIND, &spec, Some(&mut init))?;
+        Object::mapped(handle, name, Operation::Create)
     }
 
-    fn open(name: &Name, kind: ObjectKind) -> Result<Object> {
-        let handle = Handle::open(name, kind, Access::ReadWrite)?;
-        Object::mapped(handle, name, kind, Operation::Open)
+    fn open(name: &Name) -> Result<Self> {
+        let handle = Handle::open(name, P::KIND, Access::ReadWrite)?;
+        Object::mapped(handle, name, Operation::Open)
     }
 
-    fn mapped(handle: Handle, name: &Name, kind: ObjectKind, op: Operation) -> Result<Object> {
-        let wrong = |what: &str| {
-            Error::new(op, kind, name.given(), ErrorKind::WrongKind).with_detail(what.to_owned())
+    fn mapped(handle: Handle, name: &Name, op: Operation) -> Result<Self> {
+        let wrong = |what: String| {
+            Error::new(op, P::KIND, name.given(), ErrorKind::WrongKind).with_detail(what)
         };
         if handle.size() < OBJECT_SIZE {
-            return Err(wrong("it is too small to be a memlink sync object"));
+            return Err(wrong("it is too small to be a memlink sync object".into()));
         }
         let page = handle.map(0, OBJECT_SIZE as usize, true)?;
-        // SAFETY: the page is OBJECT_SIZE readable bytes, page-aligned.
-        let header = unsafe { &*page.as_ptr().cast::<Header>() };
-        if header.magic != MAGIC || header.version != VERSION {
-            return Err(wrong("it is not a memlink sync object of this version"));
-        }
-        if header.kind != kind_code(kind) {
-            return Err(wrong("it is a sync object of another kind"));
-        }
+        let typed = std::ptr::NonNull::from(checked_page::<P>(&page).map_err(wrong)?);
         Ok(Object {
-            _handle: handle,
+            handle,
             page,
+            typed,
         })
     }
 
-    fn header(&self) -> &Header {
-        // SAFETY: checked in `mapped`; the page lives as long as `self`.
-        unsafe { &*self.page.as_ptr().cast::<Header>() }
+    fn page(&self) -> &P {
+        // SAFETY: `typed` points into `page` at a P whose alignment, length
+        // and header were checked in `mapped`; the mapping lives as long as
+        // `self`, and P is a SharedPage, shared through `&` only.
+        unsafe { self.typed.as_ref() }
     }
 
-    fn state(&self) -> *mut u8 {
-        // SAFETY: STATE_OFFSET is inside the page.
-        unsafe { self.page.as_ptr().add(STATE_OFFSET) }
+    fn fd(&self) -> BorrowedFd<'_> {
+        self.handle.fd.as_fd()
+    }
+}
+
+/// The file offset of the byte whose OFD lock owns waiter slot `i`: past
+/// the page, where no data is (locks may lie beyond the end of a file).
+fn slot_lock_offset(i: usize) -> i64 {
+    OBJECT_SIZE as i64 + i as i64
+}
+
+/// `F_OFD_SETLK` / `F_OFD_GETLK` of a write lock on the byte of slot `i`.
+/// For GETLK, returns whether another open file description holds it.
+fn slot_lock(fd: BorrowedFd<'_>, i: usize, command: libc::c_int) -> io::Result<bool> {
+    let mut lock: libc::flock = libc::flock {
+        l_type: libc::F_WRLCK as libc::c_short,
+        l_whence: libc::SEEK_SET as libc::c_short,
+        l_start: slot_lock_offset(i),
+        l_len: 1,
+        l_pid: 0, // OFD locks require 0
+    };
+    // SAFETY: a valid descriptor and a valid, initialized flock for the call.
+    let rc = unsafe { libc::fcntl(fd.as_raw_fd(), command, &mut lock) };
+    if rc == -1 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(lock.l_type != libc::F_UNLCK as libc::c_short)
+}
+
+impl Waiters {
+    /// Claims a free slot for the handle whose descriptor is `fd`: one whose
+    /// lock no live handle holds. Clears what a dead owner left in it.
+    fn claim(&self, fd: BorrowedFd<'_>) -> io::Result<Option<usize>> {
+        for i in 0..WAITER_SLOTS {
+            match slot_lock(fd, i, libc::F_OFD_SETLK) {
+                Ok(_) => {
+                    // Relaxed: the slot is ours now; the hint is only a
+                    // bound, and the dead count was part of it (a waiter
+                    // adds to the hint before its slot, see `Waiting`).
+                    let dead = self.slots[i].swap(0, Ordering::Relaxed);
+                    if dead > 0 {
+                        self.hint.fetch_sub(dead, Ordering::Relaxed);
+                    }
+                    return Ok(Some(i));
+                }
+                Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN | libc::EACCES)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
     }
 
-    /// The `i`th 32-bit word of the state, as an atomic.
-    fn word(&self, i: usize) -> &AtomicU32 {
-        // SAFETY: the state area is 4-byte aligned (page + 64), the words
-        // used are far inside the page, and shared memory is only ever
-        // accessed atomically through these references.
-        unsafe { &*self.state().cast::<AtomicU32>().add(i) }
+    /// How many threads of live handles are waiting. `own` is the caller's
+    /// slot, if it has one: its own lock never conflicts with itself, so it
+    /// cannot be checked through `fd`.
+    fn live(&self, fd: BorrowedFd<'_>, own: Option<usize>) -> u32 {
+        let mut total = 0u32;
+        for (i, slot) in self.slots.iter().enumerate() {
+            // Relaxed: a snapshot; callers act on it as a bound.
+            let count = slot.load(Ordering::Relaxed);
+            if count == 0 {
+                continue;
+            }
+            // A lock that cannot be checked counts as held: better a count
+            // too high than a live waiter left out.
+            if own == Some(i) || slot_lock(fd, i, libc::F_OFD_GETLK).unwrap_or(true) {
+                total = total.saturating_add(count);
+            }
+        }
+        total
+    }
+
+    /// Whether a `FUTEX_WAKE` could find anyone asleep.
+    fn may_sleep(&self) -> bool {
+        // SeqCst: against the waiter's SeqCst registration (see `Waiting`).
+        self.hint.load(Ordering::SeqCst) > 0
+    }
+}
+
+/// One thread's registration as a waiter, from its first failed attempt
+/// until it returns; undone on drop.
+struct Waiting<'a> {
+    waiters: &'a Waiters,
+    slot: usize,
+}
+
+impl<'a> Waiting<'a> {
+    fn new(waiters: &'a Waiters, slot: usize) -> Waiting<'a> {
+        // SeqCst, the hint before the slot: the wakers' SeqCst update of
+        // the word and read of the hint, against this registration and the
+        // waiter's SeqCst re-read of the word, make at least one side see
+        // the other, so a set or release never misses a sleeper. The hint
+        // first so that a slot's count is always part of the hint.
+        waiters.hint.fetch_add(1, Ordering::SeqCst);
+        waiters.slots[slot].fetch_add(1, Ordering::SeqCst);
+        Waiting { waiters, slot }
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        // Relaxed: leaving makes no promise to anyone; the slot first, so
+        // its count stays part of the hint.
+        self.waiters.slots[self.slot].fetch_sub(1, Ordering::Relaxed);
+        self.waiters.hint.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Claims the handle's waiter slot, or says why it cannot.
+fn claim_slot(
+    handle_fd: BorrowedFd<'_>,
+    waiters: &Waiters,
+    kind: ObjectKind,
+    name: &Name,
+    op: Operation,
+) -> Result<usize> {
+    match waiters.claim(handle_fd) {
+        Ok(Some(slot)) => Ok(slot),
+        Ok(None) => Err(
+            Error::new(op, kind, name.given(), ErrorKind::OutOfMemory).with_detail(format!(
+                "{WAITER_SLOTS} handles to it are open already, the most one sync object takes"
+            )),
+        ),
+        Err(e) => Err(Error::os(op, kind, name.given(), e)),
     }
 }
 
@@ -174,7 +391,7 @@ fn past(deadline: Option<Instant>) -> bool {
 /// A named robust mutex.
 pub(crate) struct RawMutex {
     /// Dropped by hand in `Drop`, which may have to leak the page.
-    object: ManuallyDrop<Object>,
+    object: ManuallyDrop<Object<MutexPage>>,
     name: Name,
     /// This process's id, recorded as the owner when it locks (asked once:
     /// `getpid` is a system call, and handles do not cross `fork`).
@@ -193,30 +410,38 @@ unsafe impl Sync for RawMutex {}
 
 impl RawMutex {
     pub(crate) fn create(name: &Name, spec: &CreateSpec) -> Result<RawMutex> {
-        let op = Operation::Create;
-        let mut init = |state: *mut u8| {
-            init_robust_mutex(state.cast())
-                .map_err(|e| Error::os(op, ObjectKind::Mutex, name.given(), e))
+        let mut failed = None;
+        let mut init = |page: &MutexPage| {
+            if let Err(e) = init_robust_mutex(page.mutex.get()) {
+                failed = Some(e);
+            }
         };
-        let object = Object::create(name, ObjectKind::Mutex, spec, &mut init)?;
+        let object = Object::create(name, spec, &mut init);
+        if let Some(e) = failed {
+            return Err(Error::os(
+                Operation::Create,
+                ObjectKind::Mutex,
+                name.given(),
+                e,
+            ));
+        }
         Ok(RawMutex {
-            object: ManuallyDrop::new(object),
+            object: ManuallyDrop::new(object?),
             name: name.clone(),
             pid: own_pid(),
         })
     }
 
     pub(crate) fn open(name: &Name) -> Result<RawMutex> {
-        let object = Object::open(name, ObjectKind::Mutex)?;
         Ok(RawMutex {
-            object: ManuallyDrop::new(object),
+            object: ManuallyDrop::new(Object::open(name)?),
             name: name.clone(),
             pid: own_pid(),
         })
     }
 
     fn raw(&self) -> *mut libc::pthread_mutex_t {
-        self.object.state().cast()
+        self.object.page().mutex.get()
     }
 
     /// Locks, waiting until `deadline` (`None`: forever).
@@ -265,7 +490,7 @@ impl RawMutex {
         };
         // Relaxed: informational, read only by `memlink info`.
         self.object
-            .header()
+            .page()
             .owner_pid
             .store(self.pid, Ordering::Relaxed);
         Ok(outcome)
@@ -273,7 +498,8 @@ impl RawMutex {
 
     /// Unlocks; the caller holds the lock (the guard guarantees it).
     pub(crate) fn unlock(&self) {
-        self.object.header().owner_pid.store(0, Ordering::Relaxed);
+        // Relaxed: informational, as in `lock`.
+        self.object.page().owner_pid.store(0, Ordering::Relaxed);
         // SAFETY: the calling thread holds the mutex (MutexGuard is !Send
         // and exists only while locked).
         unsafe { libc::pthread_mutex_unlock(self.raw()) };
@@ -289,8 +515,9 @@ impl Drop for RawMutex {
             // locked by one of our threads, whose robust list glibc and the
             // kernel will write through at its next lock or at its exit.
             // The page must stay mapped: leak the mapping, drop the handle.
-            let Object { _handle, page } = object;
+            let Object { handle, page, .. } = object;
             std::mem::forget(page);
+            drop(handle);
         }
     }
 }
@@ -299,13 +526,8 @@ impl Drop for RawMutex {
 /// holds the owner's thread id (glibc's robust mutexes, as the kernel's
 /// robust-futex protocol requires).
 fn held_by_this_process(mutex: *mut libc::pthread_mutex_t) -> bool {
-    const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
-    // SAFETY: the lock word is the first, 4-byte aligned, field of the
-    // mutex, in a mapping that is still alive; read atomically since other
-    // processes write it.
-    let word = unsafe { &*mutex.cast::<AtomicU32>() };
-    // Relaxed: a snapshot; only our own threads could make it name us.
-    match word.load(Ordering::Relaxed) & FUTEX_TID_MASK {
+    // A snapshot is enough: only our own threads could make it name us.
+    match lock_word(mutex) & FUTEX_TID_MASK {
         0 => false,
         tid => std::path::Path::new(&format!("/proc/self/task/{tid}")).exists(),
     }
@@ -353,15 +575,12 @@ fn realtime_after(left: Duration) -> libc::timespec {
     }
 }
 
-// Semaphore state words.
-const SEM_COUNT: usize = 0;
-const SEM_WAITERS: usize = 1;
-const SEM_MAX: usize = 2;
-
 /// A named counting semaphore.
 pub(crate) struct RawSemaphore {
-    object: Object,
+    object: Object<SemaphorePage>,
     name: Name,
+    /// This handle's slot in the waiter table.
+    slot: usize,
 }
 
 impl RawSemaphore {
@@ -371,33 +590,43 @@ impl RawSemaphore {
         initial: u32,
         max: u32,
     ) -> Result<RawSemaphore> {
-        let mut init = |state: *mut u8| {
-            let words = state.cast::<u32>();
-            // SAFETY: three words inside the unpublished page.
-            unsafe {
-                words.add(SEM_COUNT).write(initial);
-                words.add(SEM_WAITERS).write(0);
-                words.add(SEM_MAX).write(max);
-            }
-            Ok(())
+        let mut init = |page: &SemaphorePage| {
+            // Relaxed: the page is not published yet (see Header::init).
+            page.count.store(initial, Ordering::Relaxed);
+            page.max.store(max, Ordering::Relaxed);
         };
-        let object = Object::create(name, ObjectKind::Semaphore, spec, &mut init)?;
-        Ok(RawSemaphore {
-            object,
-            name: name.clone(),
-        })
+        RawSemaphore::with_slot(
+            Object::create(name, spec, &mut init)?,
+            name,
+            Operation::Create,
+        )
     }
 
     pub(crate) fn open(name: &Name) -> Result<RawSemaphore> {
-        let object = Object::open(name, ObjectKind::Semaphore)?;
+        RawSemaphore::with_slot(Object::open(name)?, name, Operation::Open)
+    }
+
+    fn with_slot(
+        object: Object<SemaphorePage>,
+        name: &Name,
+        op: Operation,
+    ) -> Result<RawSemaphore> {
+        let slot = claim_slot(
+            object.fd(),
+            &object.page().waiters,
+            ObjectKind::Semaphore,
+            name,
+            op,
+        )?;
         Ok(RawSemaphore {
             object,
             name: name.clone(),
+            slot,
         })
     }
 
     fn try_take(&self) -> bool {
-        let count = self.object.word(SEM_COUNT);
+        let count = &self.object.page().count;
         let mut current = count.load(Ordering::Relaxed);
         while current > 0 {
             // Acquire pairs with the SeqCst (release) update in `release`,
@@ -416,8 +645,11 @@ impl RawSemaphore {
     }
 
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<Wait> {
-        let count = self.object.word(SEM_COUNT);
-        let waiters = self.object.word(SEM_WAITERS);
+        if self.try_take() {
+            return Ok(Wait::Acquired);
+        }
+        let page = self.object.page();
+        let _waiting = Waiting::new(&page.waiters, self.slot);
         loop {
             if self.try_take() {
                 return Ok(Wait::Acquired);
@@ -425,24 +657,19 @@ impl RawSemaphore {
             if past(deadline) {
                 return Ok(Wait::TimedOut);
             }
-            // SeqCst on the waiter count and the re-read of the count,
-            // against SeqCst on the count update and the read of the waiter
-            // count in `release`: at least one side sees the other, so a
-            // release never misses a sleeper. A waiter that dies here leaves
-            // the count one too high, which only costs a needless wake.
-            waiters.fetch_add(1, Ordering::SeqCst);
-            if count.load(Ordering::SeqCst) == 0 {
-                futex_wait(count, 0, deadline);
+            // SeqCst re-read, after the SeqCst registration: see `Waiting`.
+            if page.count.load(Ordering::SeqCst) == 0 {
+                futex_wait(&page.count, 0, deadline);
             }
-            waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 
     /// Adds `n` to the count; returns the count before.
     pub(crate) fn release(&self, n: u32) -> Result<u32> {
-        let count = self.object.word(SEM_COUNT);
-        let max = self.object.word(SEM_MAX).load(Ordering::Relaxed);
-        let mut current = count.load(Ordering::Relaxed);
+        let page = self.object.page();
+        // Relaxed: set before the page was published, never changed.
+        let max = page.max.load(Ordering::Relaxed);
+        let mut current = page.count.load(Ordering::Relaxed);
         loop {
             let new = match current.checked_add(n) {
                 Some(new) if new <= max => new,
@@ -459,34 +686,34 @@ impl RawSemaphore {
                 }
             };
             // SeqCst: the release half pairs with `try_take`'s Acquire; the
-            // total order pairs with the waiter registration in `wait`.
-            match count.compare_exchange_weak(current, new, Ordering::SeqCst, Ordering::Relaxed) {
+            // total order pairs with the waiter registration (`Waiting`).
+            match page.count.compare_exchange_weak(
+                current,
+                new,
+                Ordering::SeqCst,
+                Ordering::Relaxed,
+            ) {
                 Ok(_) => break,
                 Err(seen) => current = seen,
             }
         }
-        if self.object.word(SEM_WAITERS).load(Ordering::SeqCst) > 0 {
+        if page.waiters.may_sleep() {
             // Every sleeper, not `n`: a woken waiter killed before it takes
             // its unit would otherwise leave the unit unclaimed while the
             // others sleep on. Those that find the count at zero sleep again.
-            futex_wake(count, WAKE_ALL);
+            futex_wake(&page.count, WAKE_ALL);
         }
         Ok(current)
     }
 }
 
-// Event state words. For a manual-reset event the first holds bit 0
-// "signalled" and, above it, a generation that every set advances, so that
-// waiters present at a set are released even if a reset follows at once.
-// For an auto-reset event it counts the releases not yet taken.
-const EVENT_WORD: usize = 0;
-const EVENT_WAITERS: usize = 1;
-const EVENT_MANUAL: usize = 2;
 const SIGNALLED: u32 = 1;
 
 /// A named event, manual- or auto-reset.
 pub(crate) struct RawEvent {
-    object: Object,
+    object: Object<EventPage>,
+    /// This handle's slot in the waiter table.
+    slot: usize,
 }
 
 impl RawEvent {
@@ -496,30 +723,37 @@ impl RawEvent {
         reset: EventReset,
         initially_set: bool,
     ) -> Result<RawEvent> {
-        let mut init = |state: *mut u8| {
-            let words = state.cast::<u32>();
-            // SAFETY: three words inside the unpublished page.
-            unsafe {
-                words.add(EVENT_WORD).write(u32::from(initially_set));
-                words.add(EVENT_WAITERS).write(0);
-                words
-                    .add(EVENT_MANUAL)
-                    .write(u32::from(reset == EventReset::Manual));
-            }
-            Ok(())
+        let mut init = |page: &EventPage| {
+            // Relaxed: the page is not published yet (see Header::init).
+            page.word.store(u32::from(initially_set), Ordering::Relaxed);
+            page.manual
+                .store(u32::from(reset == EventReset::Manual), Ordering::Relaxed);
         };
-        let object = Object::create(name, ObjectKind::Event, spec, &mut init)?;
-        Ok(RawEvent { object })
+        RawEvent::with_slot(
+            Object::create(name, spec, &mut init)?,
+            name,
+            Operation::Create,
+        )
     }
 
     pub(crate) fn open(name: &Name) -> Result<RawEvent> {
-        Ok(RawEvent {
-            object: Object::open(name, ObjectKind::Event)?,
-        })
+        RawEvent::with_slot(Object::open(name)?, name, Operation::Open)
+    }
+
+    fn with_slot(object: Object<EventPage>, name: &Name, op: Operation) -> Result<RawEvent> {
+        let slot = claim_slot(
+            object.fd(),
+            &object.page().waiters,
+            ObjectKind::Event,
+            name,
+            op,
+        )?;
+        Ok(RawEvent { object, slot })
     }
 
     fn reset_kind(&self) -> EventReset {
-        if self.object.word(EVENT_MANUAL).load(Ordering::Relaxed) != 0 {
+        // Relaxed: set before the page was published, never changed.
+        if self.object.page().manual.load(Ordering::Relaxed) != 0 {
             EventReset::Manual
         } else {
             EventReset::Auto
@@ -527,27 +761,33 @@ impl RawEvent {
     }
 
     pub(crate) fn set(&self) -> Result<()> {
-        let word = self.object.word(EVENT_WORD);
-        let waiters = self.object.word(EVENT_WAITERS);
+        let page = self.object.page();
+        let word = &page.word;
         // SeqCst: the release half publishes what the setter wrote before
         // to the waiter's Acquire; the total order pairs with the waiter
-        // registration in `wait` (see RawSemaphore::wait).
+        // registration (`Waiting`).
         if self.reset_kind() == EventReset::Manual {
             let _ = word.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| {
                 Some(((w >> 1).wrapping_add(1) << 1) | SIGNALLED)
             });
         } else {
-            // One release per set, but never more than there are waiters
-            // to take them (and at least one): with nobody waiting the
-            // event is simply "set", as on Windows, and two sets meet two
-            // waiters. A waiter killed while registered can leave one
-            // release too many, taken by the next wait.
+            // One release per set, but never more than there are live
+            // waiters to take them (and at least one): with nobody waiting
+            // the event is simply "set", as on Windows, and two sets meet
+            // two waiters. The live count costs system calls, so it is
+            // asked only when a release is pending already.
+            let mut live = None;
             let _ = word.fetch_update(Ordering::SeqCst, Ordering::Relaxed, |w| {
-                let cap = waiters.load(Ordering::SeqCst).max(1);
-                Some(if w < cap { w + 1 } else { w })
+                if w == 0 {
+                    return Some(1);
+                }
+                let cap = *live.get_or_insert_with(|| {
+                    page.waiters.live(self.object.fd(), Some(self.slot)).max(1)
+                });
+                (w < cap).then_some(w + 1)
             });
         }
-        if waiters.load(Ordering::SeqCst) > 0 {
+        if page.waiters.may_sleep() {
             // Every sleeper: one killed after being woken must not take a
             // release with it. Those that find nothing sleep again.
             futex_wake(word, WAKE_ALL);
@@ -557,7 +797,7 @@ impl RawEvent {
 
     pub(crate) fn reset(&self) -> Result<()> {
         // Relaxed is enough: resetting publishes nothing.
-        let word = self.object.word(EVENT_WORD);
+        let word = &self.object.page().word;
         if self.reset_kind() == EventReset::Manual {
             word.fetch_and(!SIGNALLED, Ordering::Relaxed);
         } else {
@@ -567,8 +807,8 @@ impl RawEvent {
     }
 
     pub(crate) fn wait(&self, deadline: Option<Instant>) -> Result<Wait> {
-        let word = self.object.word(EVENT_WORD);
-        let waiters = self.object.word(EVENT_WAITERS);
+        let page = self.object.page();
+        let word = &page.word;
         let manual = self.reset_kind() == EventReset::Manual;
         // Acquire pairs with the SeqCst update in `set`.
         let start = word.load(Ordering::Acquire);
@@ -580,34 +820,37 @@ impl RawEvent {
                 w != 0
             }
         };
-        loop {
+        let take = || {
             if manual {
-                if released(word.load(Ordering::Acquire)) {
-                    return Ok(Wait::Acquired);
-                }
-            } else if word
+                released(word.load(Ordering::Acquire))
+            } else {
                 // Acquire pairs with `set`. Taking one release each, so
                 // every release goes to exactly one waiter.
-                .fetch_update(Ordering::Acquire, Ordering::Relaxed, |w| w.checked_sub(1))
-                .is_ok()
-            {
+                word.fetch_update(Ordering::Acquire, Ordering::Relaxed, |w| w.checked_sub(1))
+                    .is_ok()
+            }
+        };
+        if take() {
+            return Ok(Wait::Acquired);
+        }
+        let _waiting = Waiting::new(&page.waiters, self.slot);
+        loop {
+            if take() {
                 return Ok(Wait::Acquired);
             }
             if past(deadline) {
                 return Ok(Wait::TimedOut);
             }
-            waiters.fetch_add(1, Ordering::SeqCst);
+            // SeqCst re-read, after the SeqCst registration: see `Waiting`.
             let seen = word.load(Ordering::SeqCst);
             if !released(seen) {
                 futex_wait(word, seen, deadline);
             }
-            waiters.fetch_sub(1, Ordering::Relaxed);
         }
     }
 }
 
-/// `, 2 waiting`, or nothing when no one waits. A waiter killed while
-/// waiting stays counted, so the figure is an upper bound.
+/// `, 2 waiting`, or nothing when no one waits.
 fn waiting(waiters: u32) -> String {
     match waiters {
         0 => String::new(),
@@ -615,45 +858,79 @@ fn waiting(waiters: u32) -> String {
     }
 }
 
+/// A snapshot of the glibc robust mutex's lock word: the owner's thread
+/// id, and the bit the kernel sets when it released the lock of a thread
+/// that died (the kernel's robust-futex protocol fixes both).
+fn lock_word(mutex: *mut libc::pthread_mutex_t) -> u32 {
+    // SAFETY: the lock word is the first, 4-byte aligned, field of the
+    // mutex, in a page that stays mapped while the caller borrows it; read
+    // atomically, since other processes write it.
+    let word = unsafe { &*mutex.cast::<AtomicU32>() };
+    // Relaxed: a snapshot, for deciding nothing shared.
+    word.load(Ordering::Relaxed)
+}
+
+const FUTEX_TID_MASK: u32 = 0x3fff_ffff;
+const FUTEX_OWNER_DIED: u32 = 0x4000_0000;
+
+/// A mutex's state in words, from its lock word (which the kernel keeps
+/// right when a holder dies), not from a pid a dead process left behind:
+/// `locked by pid N (alive)`, `unlocked`, `abandoned by pid N (dead)`.
+fn mutex_state(page: &MutexPage) -> String {
+    let lock = lock_word(page.mutex.get());
+    // Relaxed: a snapshot for a listing.
+    let pid = page.owner_pid.load(Ordering::Relaxed);
+    let tid = lock & FUTEX_TID_MASK;
+    let who = if pid != 0 { pid } else { tid };
+    if tid != 0 {
+        // Thread ids live in /proc as pids do (hidden from listings).
+        if std::path::Path::new(&format!("/proc/{tid}")).exists() {
+            format!("locked by pid {who} (alive)")
+        } else {
+            format!("abandoned by pid {who} (dead)")
+        }
+    } else if lock & FUTEX_OWNER_DIED != 0 {
+        format!("abandoned by pid {who} (dead)")
+    } else {
+        "unlocked".to_owned()
+    }
+}
+
 /// A word on the state of a sync object, for listings: who holds a mutex,
-/// a semaphore's count, whether an event is set.
-pub(super) fn describe_state(kind: ObjectKind, page: &Mapping) -> Option<String> {
-    if page.len() < OBJECT_SIZE as usize {
-        return None;
-    }
-    // SAFETY: the page is at least OBJECT_SIZE readable, page-aligned bytes;
-    // it is only read, atomically where others may write.
-    let header = unsafe { &*page.as_ptr().cast::<Header>() };
-    if header.magic != MAGIC || header.kind != kind_code(kind) {
-        return None;
-    }
-    // SAFETY: as above; word i of the state is inside the page.
-    let word = |i: usize| unsafe {
-        (*page.as_ptr().add(STATE_OFFSET).cast::<AtomicU32>().add(i)).load(Ordering::Relaxed)
-    };
+/// a semaphore's count, whether an event is set, and how many live
+/// waiters there are. `fd` is any descriptor of the object's file.
+pub(super) fn describe_state(
+    kind: ObjectKind,
+    fd: BorrowedFd<'_>,
+    mapping: &Mapping,
+) -> Option<String> {
     Some(match kind {
-        ObjectKind::Mutex => match header.owner_pid.load(Ordering::Relaxed) {
-            0 => "unlocked".to_owned(),
-            pid => format!("last locked by pid {pid}"),
-        },
-        ObjectKind::Semaphore => format!(
-            "count {} of {}{}",
-            word(SEM_COUNT),
-            word(SEM_MAX),
-            waiting(word(SEM_WAITERS))
-        ),
+        ObjectKind::Mutex => mutex_state(checked_page::<MutexPage>(mapping).ok()?),
+        ObjectKind::Semaphore => {
+            let page = checked_page::<SemaphorePage>(mapping).ok()?;
+            // Relaxed: a snapshot for a listing.
+            format!(
+                "count {} of {}{}",
+                page.count.load(Ordering::Relaxed),
+                page.max.load(Ordering::Relaxed),
+                waiting(page.waiters.live(fd, None))
+            )
+        }
         ObjectKind::Event => {
-            let manual = word(EVENT_MANUAL) != 0;
+            let page = checked_page::<EventPage>(mapping).ok()?;
+            // Relaxed: a snapshot for a listing.
+            let manual = page.manual.load(Ordering::Relaxed) != 0;
+            let word = page.word.load(Ordering::Relaxed);
             let set = if manual {
-                word(EVENT_WORD) & SIGNALLED != 0
+                word & SIGNALLED != 0
             } else {
-                word(EVENT_WORD) != 0
+                word != 0
             };
             format!(
                 "{}, {}-reset{}",
                 if set { "set" } else { "not set" },
                 if manual { "manual" } else { "auto" },
-                waiting(word(EVENT_WAITERS))
+                waiting(page.waiters.live(fd, None))
             )
         }
         ObjectKind::Region | ObjectKind::Service => return None,

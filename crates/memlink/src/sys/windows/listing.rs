@@ -1,4 +1,4 @@
-//! `list`, `inspect`, `remove` and `reap`: reading the NT object
+//! `list`, `inspect`, `remove`, `remove_unheld` and `reap`: reading the NT object
 //! directories that hold named objects.
 
 use std::io;
@@ -23,7 +23,7 @@ use super::section_size;
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
 use crate::sys::list_error;
-use crate::types::{Lifetime, ObjectInfo, State};
+use crate::types::{Lifetime, ObjectInfo, ReapReport, State};
 
 /// The `DIRECTORY_QUERY` access right of an object directory.
 const DIRECTORY_QUERY: u32 = 1;
@@ -147,18 +147,20 @@ fn kind_of_type(type_name: &str) -> Option<ObjectKind> {
     })
 }
 
+/// What is known of a named object of `kind`. Its origin is unknown:
+/// memlink makes the plain kernel objects, which carry no mark.
+fn object_info(name: String, kind: ObjectKind, size: u64, state: State) -> ObjectInfo {
+    let mut info = ObjectInfo::named(name);
+    info.kind = Some(kind);
+    info.size = size;
+    info.lifetime = Lifetime::LastHandle;
+    info.state = state;
+    info
+}
+
 /// What is known of a named object of the given kind, by its Win32 name.
 fn describe(name: String, kind: ObjectKind) -> ObjectInfo {
-    let mut info = ObjectInfo {
-        name,
-        kind: Some(kind),
-        size: 0,
-        lifetime: Lifetime::LastHandle,
-        state: State::Alive,
-        holders: Vec::new(),
-        mode: None,
-        detail: None,
-    };
+    let mut info = object_info(name, kind, 0, State::Alive);
     if kind == ObjectKind::Region {
         match open_named(OpenFileMappingW, &wide(&info.name), QUERY_ACCESS)
             .map(|s| section_size(&s))
@@ -200,51 +202,55 @@ pub(crate) fn inspect(name: &Name) -> Result<ObjectInfo> {
     let op = Operation::Inspect;
     let kind = ObjectKind::Region;
     let wide_name = wide(&kernel_name(name));
-    let info = |kind, size, state| ObjectInfo {
-        name: name.given().to_owned(),
-        kind: Some(kind),
-        size,
-        lifetime: Lifetime::LastHandle,
-        state,
-        holders: Vec::new(),
-        mode: None,
-        detail: None,
-    };
+    let info = |kind, size, state| object_info(name.given().to_owned(), kind, size, state);
     match open_named(OpenFileMappingW, &wide_name, QUERY_ACCESS) {
         Ok(section) => {
-            let size = section_size(&section).map_err(|e| Error::os(op, kind, name.given(), e))?;
+            let size = section_size(&section)
+                .map_err(|e| Error::os(op, kind, name.given(), e).of_any_kind())?;
             return Ok(info(ObjectKind::Region, size, State::Alive));
         }
         // The type is checked before access, so this is a section.
         Err(ERROR_ACCESS_DENIED) => return Ok(info(ObjectKind::Region, 0, State::Unknown)),
         Err(ERROR_FILE_NOT_FOUND | ERROR_PATH_NOT_FOUND) => {
-            return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound))
+            return Err(Error::new(op, kind, name.given(), ErrorKind::NotFound).of_any_kind())
         }
         Err(ERROR_INVALID_HANDLE) => {} // another type
-        Err(code) => return Err(os_error(op, kind, name, code)),
+        Err(code) => return Err(os_error(op, kind, name, code).of_any_kind()),
     }
     match sync_kind(&wide_name) {
         Some(other) => Ok(info(other, 0, State::Alive)),
-        None => Err(kind_clash(op, kind, name, ErrorKind::WrongKind)),
+        None => Err(kind_clash(op, kind, name, ErrorKind::WrongKind).of_any_kind()),
     }
 }
 
 pub(crate) fn remove(name: &Name) -> Result<()> {
-    inspect(name).map_err(|e| e.reframe(Operation::Remove))?;
-    Err(Error::new(
+    let info = inspect(name).map_err(|e| e.reframe(Operation::Remove))?;
+    Err(cannot_remove(name, info.kind))
+}
+
+/// Windows cannot remove a name before its last handle is closed.
+fn cannot_remove(name: &Name, kind: Option<ObjectKind>) -> Error {
+    Error::new(
         Operation::Remove,
         ObjectKind::Region,
         name.given(),
         ErrorKind::Unsupported,
     )
+    .of_kind(kind)
     .with_detail(
         "Windows removes a name when the last handle to its object is closed, \
                  and not before",
-    ))
+    )
 }
 
-pub(crate) fn reap() -> Result<Vec<ObjectInfo>> {
+pub(crate) fn remove_unheld(name: &Name, seen: &ObjectInfo) -> Result<()> {
+    // A named object exists only while some handle holds it.
+    let info = inspect(name).map_err(|e| e.reframe(Operation::Remove))?;
+    Err(cannot_remove(name, info.kind.or(seen.kind)))
+}
+
+pub(crate) fn reap() -> Result<ReapReport> {
     // The kernel closes the handles of a process that dies, so no stale
     // object can exist.
-    Ok(Vec::new())
+    Ok(ReapReport::default())
 }

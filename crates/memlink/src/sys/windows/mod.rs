@@ -30,7 +30,7 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use listing::{inspect, list, reap, remove};
+pub(crate) use listing::{inspect, list, reap, remove, remove_unheld};
 pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
@@ -61,6 +61,19 @@ use crate::types::Access;
 use errors::{held_by_another_user, kind_clash, last_error, name_is_taken, nt_error, os_error};
 use names::{kernel_name, open_named, wide};
 use security::CreationSecurity;
+
+/// The character that cannot be in a name: it separates the directories
+/// of the kernel's object namespace.
+pub(crate) const NAME_SEPARATOR: char = '\\';
+/// Windows does not tell (without a handle census of every process).
+pub(crate) const HOLDERS_KNOWN: bool = false;
+/// The kernel removes a name only with the last handle to its object.
+pub(crate) const REMOVE_WHILE_HELD: bool = false;
+
+/// Which object a name referred to: Windows gives no identity to compare
+/// (a named object exists only while held, so it never needs one here).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Identity;
 
 /// `SectionBasicInformation`, the information class of `NtQuerySection`.
 const SECTION_BASIC_INFORMATION_CLASS: u32 = 0;
@@ -232,6 +245,26 @@ impl Handle {
 
     pub(crate) fn size(&self) -> u64 {
         self.size
+    }
+
+    /// Fills `buf` from `offset`, through a temporary view: a section is
+    /// committed whole when it is made, so a read takes no memory.
+    pub(crate) fn read_at(&self, offset: u64, buf: &mut [u8]) -> Result<()> {
+        let view = self.map(offset, buf.len(), false)?;
+        // SAFETY: the view is `buf.len()` readable bytes that live until
+        // the end of this function; `buf` is not inside it.
+        unsafe { std::ptr::copy_nonoverlapping(view.as_ptr(), buf.as_mut_ptr(), buf.len()) };
+        Ok(())
+    }
+
+    /// Writes `data` at `offset`, through a temporary view: the section's
+    /// memory is committed already, so the write cannot run out of it.
+    pub(crate) fn write_at(&self, offset: u64, data: &[u8]) -> Result<()> {
+        let view = self.map(offset, data.len(), true)?;
+        // SAFETY: the view is `data.len()` writable bytes that live until
+        // the end of this function; `data` is not inside it.
+        unsafe { std::ptr::copy_nonoverlapping(data.as_ptr(), view.as_ptr(), data.len()) };
+        Ok(())
     }
 
     pub(crate) fn map(&self, offset: u64, len: usize, writable: bool) -> Result<Mapping> {

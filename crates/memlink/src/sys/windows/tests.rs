@@ -351,7 +351,13 @@ fn what_windows_cannot_do_is_unsupported() {
     let _region = Region::create(&name, 4096).unwrap();
     let err = crate::remove(&name).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
-    assert!(crate::reap().unwrap().is_empty());
+    assert!(err.to_string().starts_with("cannot remove region"), "{err}");
+    let seen = crate::inspect(&name).unwrap();
+    assert!(!seen.removable_while_held && !seen.holders_known);
+    let err = crate::remove_unheld(&seen).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Unsupported, "{err}");
+    let report = crate::reap().unwrap();
+    assert!(report.removed.is_empty() && report.skipped.is_empty());
 }
 
 #[test]
@@ -362,13 +368,41 @@ fn list_and_inspect_show_sections_with_their_size() {
     assert_eq!(info.kind, Some(ObjectKind::Region));
     assert_eq!(info.size, 16384, "rounded up to a page");
     assert_eq!(info.state, State::Alive);
-    assert_eq!(
-        crate::inspect(&unique("absent")).unwrap_err().kind(),
-        ErrorKind::NotFound
+    // Sections carry no mark: memlink's look like anyone else's.
+    assert_eq!(info.origin, crate::Origin::Unknown);
+    let err = crate::inspect(&unique("absent")).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert!(
+        err.to_string().starts_with("cannot inspect object"),
+        "{err}"
     );
 
     let listed = crate::list().unwrap();
     let ours = listed.iter().find(|o| o.name == name).expect("listed");
     assert_eq!(ours.kind, Some(ObjectKind::Region));
     assert_eq!(ours.size, 16384);
+    assert_eq!(ours.origin, crate::Origin::Unknown);
+    let seeds = unique("seeds");
+    let _section = seeds_create(&seeds, 4096);
+    let listed = crate::list().unwrap();
+    let theirs = listed.iter().find(|o| o.name == seeds).expect("listed");
+    assert_eq!(
+        theirs.origin,
+        crate::Origin::Unknown,
+        "not called memlink's"
+    );
+
+    // A name outside memlink's syntax, as the seeds' programs may use.
+    let spaced = format!("{} Map 2", unique("probeW"));
+    let _spaced_section = seeds_create(&spaced, 4096);
+    assert_eq!(crate::inspect(&spaced).unwrap().size, 4096);
+    assert_eq!(
+        Region::open(&spaced, Access::ReadOnly).unwrap().size(),
+        4096
+    );
+    assert_eq!(
+        Region::create(&spaced, 4096).unwrap_err().kind(),
+        ErrorKind::InvalidName,
+        "memlink creates only portable names"
+    );
 }
