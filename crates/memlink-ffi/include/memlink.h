@@ -266,7 +266,8 @@ MemlinkError memlink_list(MemlinkObjectList **list);
 MemlinkError memlink_inspect(const char *name, MemlinkObjectList **list);
 
 // Removes the stale objects left by processes that died; `*list` (may be
-// NULL: then nothing is returned) gets what was removed.
+// NULL: then nothing is returned) gets what was removed. Stale objects
+// this user may not remove (another user's) are left in place.
 MemlinkError memlink_reap(MemlinkObjectList **list);
 
 // Removes the name `name`, whoever holds it (as `shm_unlink`): holders

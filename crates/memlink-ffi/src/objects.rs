@@ -125,7 +125,8 @@ pub unsafe extern "C" fn memlink_inspect(
 }
 
 /// Removes the stale objects left by processes that died; `*list` (may be
-/// NULL: then nothing is returned) gets what was removed.
+/// NULL: then nothing is returned) gets what was removed. Stale objects
+/// this user may not remove (another user's) are left in place.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn memlink_reap(list: *mut *mut MemlinkObjectList) -> MemlinkError {
     const F: &str = "memlink_reap";
@@ -133,7 +134,7 @@ pub unsafe extern "C" fn memlink_reap(list: *mut *mut MemlinkObjectList) -> Meml
     call(F, || {
         let reaped = memlink::reap()?;
         if let Some(out) = std::ptr::NonNull::new(list) {
-            give(out, list_of(reaped));
+            give(out, list_of(reaped.removed));
         }
         Ok(())
     })
