@@ -35,6 +35,10 @@ const PAGE: u64 = 4096;
 pub(super) const MAX_SLOTS: u64 = 1 << 16;
 const SLOT_BITS: u32 = 16;
 const SEQ_MASK: u64 = (1 << 48) - 1;
+/// The highest head a publisher place can honestly have (2^62 samples take
+/// centuries); a higher one is corruption, refused so that sequence
+/// arithmetic never overflows.
+pub(super) const MAX_HEAD: u64 = 1 << 62;
 
 /// Limits that keep the tables small enough to be sane.
 pub(super) const MAX_PUBLISHERS: u32 = 64;
@@ -231,10 +235,31 @@ impl Layout {
                 "max_loans and max_borrowed must be at least 1".into(),
             ));
         }
+        if payload.slice == 1 && payload.size == 0 {
+            return Err(invalid(
+                "slices of a zero-sized type cannot be carried: a sample's length \
+                 is its byte length, which is 0 for any number of elements"
+                    .into(),
+            ));
+        }
         if s.max_payload == 0 && payload.slice == 1 {
             return Err(invalid(
                 "the largest slice must be at least 1 element".into(),
             ));
+        }
+        // Samples are read as the type, whatever length the slot says: a
+        // slot smaller than one element would be read past its end.
+        if s.max_payload < payload.size {
+            return Err(invalid(format!(
+                "the largest payload is {} bytes, less than one {}-byte {}",
+                s.max_payload,
+                payload.size,
+                if payload.slice == 1 {
+                    "element"
+                } else {
+                    "value"
+                }
+            )));
         }
         if u64::from(payload.align) > PAGE {
             return Err(invalid(format!(
@@ -404,7 +429,7 @@ impl Control {
 /// A ring entry: the sequence number (plus one, so that 0 is "empty")
 /// in the top 48 bits, the slot below.
 pub(super) fn entry(seq: u64, slot: u64) -> u64 {
-    (((seq + 1) & SEQ_MASK) << SLOT_BITS) | slot
+    ((seq.wrapping_add(1) & SEQ_MASK) << SLOT_BITS) | slot
 }
 
 pub(super) fn entry_slot(entry: u64) -> u64 {
@@ -420,7 +445,7 @@ pub(super) fn entry_slot(entry: u64) -> u64 {
 /// the one at the very end of the 48-bit cycle.
 pub(super) fn entry_order(entry: u64, seq: u64) -> i64 {
     let stored = entry >> SLOT_BITS;
-    let wanted = (seq + 1) & SEQ_MASK;
+    let wanted = seq.wrapping_add(1) & SEQ_MASK;
     // Sign-extend the 48-bit difference.
     ((stored.wrapping_sub(wanted) << SLOT_BITS) as i64) >> SLOT_BITS
 }

@@ -85,9 +85,12 @@ impl<T: Payload + ?Sized> Publisher<T> {
             data,
             doorbell,
         } = Service::join(name, options, payload_type::<T>(), Role::Publisher)?;
-        let pool = Pool::recover(&service, index);
+        let pool = Pool::recover(&service, index)?;
         let entry = service.control.publisher(index);
         entry.pid.store(std::process::id(), Ordering::Relaxed);
+        // Counted per participant, as subscribers count theirs: the place's
+        // previous holder's sends are not this one's.
+        entry.sent.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire loads of readers of the entry.
         entry.state.store(ACTIVE, Ordering::Release);
         Ok(Publisher {
@@ -224,9 +227,17 @@ impl<T: Payload + ?Sized> Publisher<T> {
     /// places when nobody sleeps.
     fn wake_sleepers(&self) {
         let c = &self.service.control;
-        for w in 0..self.service.layout().words {
+        let layout = self.service.layout();
+        let places = u64::from(layout.settings.max_subscribers);
+        for w in 0..layout.words {
+            // Only bits of places that exist: a stray one (written over by
+            // someone) would make a subscriber index past the table.
+            let valid = match places - 64 * w {
+                n @ 0..=63 => (1u64 << n) - 1,
+                _ => u64::MAX,
+            };
             // SeqCst: see `publish` (3).
-            let bits = c.sleepers(w).load(Ordering::SeqCst);
+            let bits = c.sleepers(w).load(Ordering::SeqCst) & valid;
             if bits == 0 {
                 continue;
             }
@@ -258,8 +269,14 @@ impl<T: Payload + ?Sized> Publisher<T> {
     /// Block policy: waits until every live subscriber has taken sample
     /// `seq - capacity`, the one the next send overwrites.
     fn wait_for_space(&self, seq: u64, deadline: Option<Instant>) -> Result<()> {
-        let capacity = self.service.layout().capacity();
-        if seq < self.pool.borrow().min_cursor + capacity {
+        let layout = self.service.layout();
+        let capacity = layout.capacity();
+        // The lowest cursor seen last time stands for the subscribers seen
+        // then; one that joined since starts up to `history` samples before
+        // the head it read, which is at least that lowest cursor. So the
+        // remembered value leaves room for `history` fewer sends.
+        let history = u64::from(layout.settings.history).min(capacity);
+        if seq + history < self.pool.borrow().min_cursor + capacity {
             return Ok(());
         }
         let c = &self.service.control;
@@ -304,10 +321,17 @@ impl<T: Payload + ?Sized> Publisher<T> {
     fn refresh_min_cursor(&self, seq: u64) -> u64 {
         let c = &self.service.control;
         let mut min = seq;
+        // SeqCst fence: orders this place's earlier head stores before the
+        // state loads below, against a joining subscriber's SeqCst store of
+        // ACTIVE and SeqCst load of the head: either this scan sees it
+        // ACTIVE, or its head load sees `seq` (and it starts late enough).
+        std::sync::atomic::fence(Ordering::SeqCst);
         for i in 0..self.service.layout().settings.max_subscribers {
-            // Acquire: pairs with the subscriber's Release store of ACTIVE
-            // after it set its cursors.
-            if c.subscriber(i).state.load(Ordering::Acquire) == ACTIVE {
+            // SeqCst: acquires the cursors the subscriber stored before its
+            // ACTIVE; and is in the single order with its SeqCst store of
+            // FREE and load of the space sleepers when it leaves, against
+            // this publisher's SeqCst bit set before the re-check.
+            if c.subscriber(i).state.load(Ordering::SeqCst) == ACTIVE {
                 // SeqCst: see `wait_for_space`. Acquire at least: the
                 // subscriber read the entry before it moved its cursor past
                 // it, so overwriting that entry now is safe.
@@ -386,12 +410,11 @@ impl<T: Payload + ?Sized> fmt::Debug for Publisher<T> {
 impl Pool {
     /// Rebuilds the local view of publisher place `p`'s slots from the
     /// ring, after whoever held the place before (maybe a dead process).
-    fn recover(service: &Service, p: u32) -> Pool {
+    fn recover(service: &Service, p: u32) -> Result<Pool> {
         let c = &service.control;
         let layout = service.layout();
         let capacity = layout.capacity();
-        // Acquire: pairs with the previous holder's Release store.
-        let mut head = c.publisher(p).head.load(Ordering::Acquire);
+        let mut head = service.head(p)?;
         // The head lags the ring by one when the previous holder died
         // between its two stores; that sample is published all the same.
         if entry_order(c.ring(p, head).load(Ordering::Acquire), head) == 0 {
@@ -400,25 +423,30 @@ impl Pool {
         }
         let mut in_window = vec![false; layout.slots as usize];
         let mut window = VecDeque::new();
-        for seq in head.saturating_sub(capacity)..head {
+        // Newest first: a slot that two entries name (no publisher writes
+        // that, a stray write can) stays in the window for its later one,
+        // so it is not reused while that entry can still be read. The
+        // window may then be shorter than the ring, which only retires
+        // slots later than needed.
+        for seq in (head.saturating_sub(capacity)..head).rev() {
             let e = c.ring(p, seq).load(Ordering::Acquire);
             let slot = entry_slot(e);
             if entry_order(e, seq) == 0 && slot < layout.slots && !in_window[slot as usize] {
                 in_window[slot as usize] = true;
-                window.push_back(slot);
+                window.push_front(slot);
             }
         }
         // Everything else may be held by subscribers: check before reuse.
         let retired = (0..layout.slots)
             .filter(|&s| !in_window[s as usize])
             .collect();
-        Pool {
+        Ok(Pool {
             head,
             free: Vec::new(),
             window,
             retired,
             min_cursor: 0,
-        }
+        })
     }
 
     /// Takes the oldest retired slot that no subscriber holds.

@@ -4,7 +4,9 @@
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::layout::{Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, VERSION};
+use super::layout::{
+    Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, MAX_HEAD, VERSION,
+};
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::name::Name;
@@ -221,6 +223,21 @@ impl Service {
             }
         }
         Ok(reaped)
+    }
+
+    /// The head of publisher place `p`, refused when it is out of reach of
+    /// any real publisher (someone wrote over the service).
+    pub(super) fn head(&self, p: u32) -> Result<u64> {
+        // Acquire: pairs with the publisher's Release store of its head.
+        let head = self.control.publisher(p).head.load(Ordering::Acquire);
+        if head > MAX_HEAD {
+            return Err(self
+                .error(Operation::Connect, ErrorKind::Incompatible)
+                .with_detail(format!(
+                    "publisher place {p} says it sent {head} samples: the service is corrupted"
+                )));
+        }
+        Ok(head)
     }
 
     /// Who holds the places: `(index, pid)` of each live participant of

@@ -7,9 +7,13 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::layout::{entry_order, entry_slot, ACTIVE};
+/// The longest a receive sleeps before it looks at the rings again by
+/// itself: how late a sample left unrung by a dead publisher is taken.
+const RECHECK: Duration = Duration::from_millis(50);
+
+use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
 use super::service::{Joined, Role, Service};
-use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
+use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
 
@@ -69,12 +73,10 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let s = layout.settings;
         let c = &service.control;
         let capacity = layout.capacity();
-        let start = |p: u32| {
-            // Acquire: pairs with the publisher's Release store of its head.
-            let head = c.publisher(p).head.load(Ordering::Acquire);
-            head - head.min(u64::from(s.history)).min(capacity)
-        };
-        let mut cursors: Vec<u64> = (0..s.max_publishers).map(start).collect();
+        let start_from = |head: u64| head - head.min(u64::from(s.history)).min(capacity);
+        let mut cursors = (0..s.max_publishers)
+            .map(|p| service.head(p).map(start_from))
+            .collect::<Result<Vec<u64>>>()?;
         for (p, &cursor) in cursors.iter().enumerate() {
             c.cursor(index, p as u32).store(cursor, Ordering::Relaxed);
         }
@@ -82,16 +84,19 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         e.received.store(0, Ordering::Relaxed);
         e.missed.store(0, Ordering::Relaxed);
         e.pid.store(std::process::id(), Ordering::Relaxed);
-        // SeqCst: pairs with a blocking publisher's SeqCst loads (through its
-        // Acquire state load) when it recomputes the lowest cursor; the
-        // cursors above are released with it.
+        // SeqCst: pairs with a blocking publisher's fence and SeqCst state
+        // load when it recomputes the lowest cursor (see the head load
+        // below); the cursors above are released with it.
         e.state.store(ACTIVE, Ordering::SeqCst);
-        // A publisher that computed its lowest cursor without us may have
-        // run up to a capacity past the head we read; start within reach.
+        // A publisher whose lowest cursor was computed without us goes by
+        // it for a while: it keeps `history` samples before the head it
+        // had then, which the head read now is at least (see
+        // `Publisher::refresh_min_cursor`). Start there.
         for (p, cursor) in cursors.iter_mut().enumerate() {
             let head = c.publisher(p as u32).head.load(Ordering::SeqCst);
-            if head > *cursor + capacity {
-                *cursor = head - capacity;
+            let from_now = start_from(head.min(MAX_HEAD));
+            if from_now > *cursor {
+                *cursor = from_now;
                 c.cursor(index, p as u32).store(*cursor, Ordering::SeqCst);
             }
         }
@@ -141,7 +146,9 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         Ok(None)
     }
 
-    /// The next sample, waiting as long as it takes.
+    /// The next sample, waiting as long as it takes. A sleeping receive
+    /// also looks by itself every 50 ms, so a sample whose publisher died
+    /// before it could ring is taken all the same.
     pub fn recv(&self) -> Result<Sample<'_, T>> {
         self.recv_until(None)
     }
@@ -172,14 +179,26 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             // of these bits: either it sees the bit and rings, or the check
             // below sees its sample.
             c.sleepers(w).fetch_or(bit, Ordering::SeqCst);
+            // The re-check's ring loads are Acquire; the fence puts them in
+            // the single order after the bit set, as the Dekker pairing
+            // with the publisher's SeqCst entry store and sleeper load
+            // needs (an Acquire load after a SeqCst RMW is not in it).
+            std::sync::atomic::fence(Ordering::SeqCst);
             let found = self.try_recv().transpose();
             if let Some(found) = found {
                 c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
                 return found;
             }
-            let in_time = self.doorbell.wait(word, seen, deadline);
+            // Never for ever: a publisher killed between its entry store
+            // and its ring leaves a sample nobody will ring for.
+            let recheck = Instant::now() + RECHECK;
+            self.doorbell.wait(
+                word,
+                seen,
+                Some(deadline.map_or(recheck, |d| d.min(recheck))),
+            );
             c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
-            if !in_time {
+            if deadline.is_some_and(|d| Instant::now() >= d) {
                 return match self.try_recv()? {
                     Some(sample) => Ok(sample),
                     None => Err(self
@@ -209,15 +228,35 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             }
             if order > 0 {
                 // Overwritten: skip to the oldest sample still in the ring.
-                let head = c.publisher(p).head.load(Ordering::Acquire);
+                // A head past MAX_HEAD is corruption; going no further keeps
+                // the arithmetic in range.
+                let head = c.publisher(p).head.load(Ordering::Acquire).min(MAX_HEAD);
+                // A publisher stores its head before the entry that
+                // overwrites `seq` (seq + k * capacity), so the head is past
+                // `seq` then. An entry "newer" than the head is not theirs:
+                // nothing new from p (stepping towards it could take 2^47
+                // steps).
+                if seq >= head {
+                    break None;
+                }
                 let oldest = head.saturating_sub(capacity).max(seq + 1);
-                self.missed.set(self.missed.get() + (oldest - seq));
+                self.missed
+                    .set(self.missed.get().saturating_add(oldest - seq));
                 seq = oldest;
                 continue;
             }
             let limit = layout.settings.max_borrowed;
             if self.held.get() >= limit {
-                drop(cursors);
+                // Keep the skip past overwritten samples, or the next call
+                // would count them as missed again.
+                if seq != start {
+                    cursors[p as usize] = seq;
+                    drop(cursors);
+                    self.store_cursor(p, seq);
+                    self.publish_missed();
+                } else {
+                    drop(cursors);
+                }
                 return Err(self
                     .service
                     .error(Operation::Receive, ErrorKind::LimitReached)
@@ -228,7 +267,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             let slot = entry_slot(e);
             if slot >= layout.slots {
                 // Not something a memlink publisher writes; skip it.
-                self.missed.set(self.missed.get() + 1);
+                self.missed.set(self.missed.get().saturating_add(1));
                 seq += 1;
                 continue;
             }
@@ -236,7 +275,15 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             // SeqCst, both: pairs with the publisher's SeqCst entry store and
             // holder load (see `Publisher::publish`): if the entry is still
             // ours after the bit is set, the publisher will see the bit.
-            c.holders(p, slot, w).fetch_or(bit, Ordering::SeqCst);
+            let before = c.holders(p, slot, w).fetch_or(bit, Ordering::SeqCst);
+            if before & bit != 0 {
+                // We hold this slot already, for another entry: no
+                // publisher names a slot twice, and holding it twice would
+                // free it when either sample is dropped. Skip this one.
+                self.missed.set(self.missed.get().saturating_add(1));
+                seq += 1;
+                continue;
+            }
             if c.ring(p, seq).load(Ordering::SeqCst) != e {
                 // Overwritten meanwhile; Release pairs as in `Sample::drop`.
                 c.holders(p, slot, w).fetch_and(!bit, Ordering::Release);
@@ -248,6 +295,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             if seq != start {
                 cursors[p as usize] = seq;
                 self.store_cursor(p, seq);
+                self.publish_missed();
             }
             return Ok(None);
         };
@@ -258,7 +306,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         let e = c.subscriber(self.index);
         e.received
             .store(e.received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        e.missed.store(self.missed.get(), Ordering::Relaxed);
+        self.publish_missed();
         let stride = layout.stride;
         let bytes = bytes.min(layout.settings.max_payload);
         let offset = layout.partition(p) + slot * stride;
@@ -274,6 +322,12 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         }))
     }
 
+    /// Shows the missed count to inspectors (`memlink info`).
+    fn publish_missed(&self) {
+        let e = self.service.control.subscriber(self.index);
+        e.missed.store(self.missed.get(), Ordering::Relaxed);
+    }
+
     /// Publishes this subscriber's progress on `p`, and under the block
     /// policy rings publishers that wait for room.
     fn store_cursor(&self, p: u32, cursor: u64) {
@@ -286,25 +340,31 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         // SeqCst: pairs with a waiting publisher's SeqCst bit set and cursor
         // load (see `Publisher::wait_for_space`).
         c.cursor(self.index, p).store(cursor, Ordering::SeqCst);
-        let waiting = c.space_sleepers().load(Ordering::SeqCst);
-        if waiting & (1 << p) == 0 {
+        let bit = 1u64 << p;
+        if c.space_sleepers().load(Ordering::SeqCst) & bit == 0 {
             return;
         }
-        for_each_bit(0, waiting & (1 << p), |q| {
-            let word = &c.publisher(q).doorbell;
-            word.fetch_add(1, Ordering::SeqCst);
-            let mut bells = self.publisher_bells.borrow_mut();
-            if bells.len() <= q as usize {
-                bells.resize_with(q as usize + 1, || None);
-            }
-            if bells[q as usize].is_none() {
-                let place = self.service.place(Role::Publisher, q);
-                bells[q as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
-            }
-            if let Some(bell) = &bells[q as usize] {
-                bell.ring(word);
-            }
-        });
+        // Claims the wake-up, as `Publisher::wake_sleepers` does: one ring
+        // per sleep, not one per subscriber and cursor move, and none for
+        // ever after a publisher that died asleep (the waiter sets its bit
+        // again before each re-check, so a claimed bit is never needed).
+        // AcqRel: ordered after the cursor store above, like the load.
+        if c.space_sleepers().fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
+            return;
+        }
+        let word = &c.publisher(p).doorbell;
+        word.fetch_add(1, Ordering::SeqCst);
+        let mut bells = self.publisher_bells.borrow_mut();
+        if bells.len() <= p as usize {
+            bells.resize_with(p as usize + 1, || None);
+        }
+        if bells[p as usize].is_none() {
+            let place = self.service.place(Role::Publisher, p);
+            bells[p as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
+        }
+        if let Some(bell) = &bells[p as usize] {
+            bell.ring(word);
+        }
     }
 }
 
