@@ -8,8 +8,7 @@
 //!          the ring: `capacity` words (seq+1) << 16 | slot
 //! ...      subscriber entries, one per place: doorbell, counters, then one
 //!          cursor per publisher place (the next sequence number to read)
-//! ...      slot headers, per publisher per slot: W holder words
-//! ...      slot lengths, per publisher per slot (the publisher's alone)
+//! ...      slot headers, per publisher per slot: W holder words, length
 //! page     data: per publisher a page-aligned partition of slots
 //! ```
 //!
@@ -27,7 +26,7 @@ use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 /// ready.
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mlsvc\x01\x00\x00");
 /// The layout version; another version is an `Incompatible` error.
-pub(super) const VERSION: u32 = 2;
+pub(super) const VERSION: u32 = 1;
 const HEADER_SIZE: u64 = 512;
 const LINE: u64 = 64;
 const PAGE: u64 = 4096;
@@ -181,7 +180,6 @@ pub(super) struct Layout {
     subscriber_size: u64,
     slot_headers: u64,
     slot_header_size: u64,
-    lengths: u64,
     pub(super) data: u64,
     pub(super) partition_size: u64,
     pub(super) total: u64,
@@ -288,13 +286,13 @@ impl Layout {
         let subscribers = publishers + publisher_size * u64::from(s.max_publishers);
         let subscriber_size = LINE + round_up(u64::from(s.max_publishers) * 8, LINE).unwrap();
         let slot_headers = subscribers + subscriber_size * u64::from(s.max_subscribers);
-        // Holder bits only: the length lives apart (below), written by the
-        // publisher alone, so this line is not bounced for it.
-        let slot_header_size = round_up(words * 8, LINE).unwrap();
+        // The holder bits and the length share a line: the subscriber that
+        // takes a sample owns that line already when it reads the length
+        // (a table of lengths apart, 8 to a line, was measured slower: the
+        // publisher writing one while a subscriber reads its neighbour).
+        let slot_header_size = round_up((words + 1) * 8, LINE).unwrap();
         let headers_len = slot_header_size * slots * u64::from(s.max_publishers);
-        let lengths = slot_headers + headers_len;
-        let lengths_len = 8 * slots * u64::from(s.max_publishers);
-        let data = round_up(lengths + lengths_len, PAGE).ok_or_else(too_big)?;
+        let data = round_up(slot_headers + headers_len, PAGE).ok_or_else(too_big)?;
         let partition_size = stride
             .checked_mul(slots)
             .and_then(|n| round_up(n, PAGE))
@@ -316,7 +314,6 @@ impl Layout {
             subscriber_size,
             slot_headers,
             slot_header_size,
-            lengths,
             data,
             partition_size,
             total,
@@ -422,7 +419,7 @@ impl Control {
 
     /// The payload length in bytes of publisher `p`'s slot.
     pub(super) fn len(&self, p: u32, slot: u64) -> &AtomicU64 {
-        self.at(self.layout.lengths + 8 * (u64::from(p) * self.layout.slots + slot))
+        self.at(self.slot_header(p, slot) + 8 * self.layout.words)
     }
 }
 

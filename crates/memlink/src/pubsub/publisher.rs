@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
 use super::service::{Joined, Role, Service};
-use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions};
+use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
 
@@ -282,6 +282,19 @@ impl<T: Payload + ?Sized> Publisher<T> {
         let c = &self.service.control;
         let (w, bit) = bit_of(self.index);
         debug_assert_eq!(w, 0);
+        // Poll first, as a waiting subscriber does: a subscriber that is
+        // taking samples on another CPU makes room within a few polls, and
+        // one that shares this CPU gets it when this one yields.
+        for poll in 0..SPINS + YIELDS {
+            if seq < self.refresh_min_cursor(seq) + capacity {
+                return Ok(());
+            }
+            if poll < SPINS {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
         let mut slept = false;
         loop {
             if seq < self.refresh_min_cursor(seq) + capacity {
