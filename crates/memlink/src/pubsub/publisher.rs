@@ -10,7 +10,7 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
-use super::service::{Joined, Role, Service};
+use super::service::{Bells, Joined, Role, Service};
 use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
@@ -46,7 +46,7 @@ pub struct Publisher<T: Payload + ?Sized> {
     data: sys::Mapping,
     doorbell: sys::Doorbell,
     /// Doorbells of subscriber places, opened when first rung.
-    subscriber_bells: RefCell<Vec<Option<sys::Doorbell>>>,
+    subscriber_bells: Bells,
     pool: RefCell<Pool>,
     loans: Cell<u32>,
     _claim: sys::Claim,
@@ -97,7 +97,7 @@ impl<T: Payload + ?Sized> Publisher<T> {
             index,
             data,
             doorbell,
-            subscriber_bells: RefCell::new(Vec::new()),
+            subscriber_bells: Bells::default(),
             pool: RefCell::new(pool),
             loans: Cell::new(0),
             _claim: claim,
@@ -248,22 +248,8 @@ impl<T: Payload + ?Sized> Publisher<T> {
     }
 
     fn ring_subscriber(&self, i: u32) {
-        let word = &self.service.control.subscriber(i).doorbell;
-        // SeqCst: the sleeper read the word before it set its bit and sleeps
-        // only while the word is unchanged, so this change is seen.
-        word.fetch_add(1, Ordering::SeqCst);
-        let mut bells = self.subscriber_bells.borrow_mut();
-        if bells.len() <= i as usize {
-            bells.resize_with(i as usize + 1, || None);
-        }
-        if bells[i as usize].is_none() {
-            let place = self.service.place(Role::Subscriber, i);
-            // A failure leaves the sleeper to its timeout or the next send.
-            bells[i as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
-        }
-        if let Some(bell) = &bells[i as usize] {
-            bell.ring(word);
-        }
+        self.subscriber_bells
+            .ring(&self.service, Role::Subscriber, i);
     }
 
     /// Block policy: waits until every live subscriber has taken sample

@@ -26,6 +26,37 @@ pub(super) enum Role {
     Subscriber,
 }
 
+/// The doorbells of the other role's places, opened when first rung.
+#[derive(Default)]
+pub(super) struct Bells(std::cell::RefCell<Vec<Option<sys::Doorbell>>>);
+
+impl Bells {
+    /// Wakes whoever sleeps on place `index` of `role`: bumps its word, then
+    /// rings its doorbell. SeqCst: the sleeper read the word before it set
+    /// its sleeping bit and sleeps only while the word is unchanged, so this
+    /// change is seen.
+    pub(super) fn ring(&self, service: &Service, role: Role, index: u32) {
+        let c = &service.control;
+        let word = match role {
+            Role::Publisher => &c.publisher(index).doorbell,
+            Role::Subscriber => &c.subscriber(index).doorbell,
+        };
+        word.fetch_add(1, Ordering::SeqCst);
+        let mut bells = self.0.borrow_mut();
+        let i = index as usize;
+        if bells.len() <= i {
+            bells.resize_with(i + 1, || None);
+        }
+        if bells[i].is_none() {
+            // A failure leaves the sleeper to its own re-check.
+            bells[i] = sys::Doorbell::new(&service.handle, service.place(role, index)).ok();
+        }
+        if let Some(bell) = &bells[i] {
+            bell.ring(word);
+        }
+    }
+}
+
 /// What a new participant gets from [`Service::join`].
 pub(super) struct Joined {
     pub(super) service: Service,

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 const RECHECK: Duration = Duration::from_millis(50);
 
 use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
-use super::service::{Joined, Role, Service};
+use super::service::{Bells, Joined, Role, Service};
 use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
@@ -39,7 +39,7 @@ pub struct Subscriber<T: Payload + ?Sized> {
     index: u32,
     data: sys::Mapping,
     doorbell: sys::Doorbell,
-    publisher_bells: RefCell<Vec<Option<sys::Doorbell>>>,
+    publisher_bells: Bells,
     cursors: RefCell<Vec<u64>>,
     /// The publisher place to look at first, so that one busy publisher
     /// does not starve the others.
@@ -104,7 +104,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             index,
             data,
             doorbell,
-            publisher_bells: RefCell::new(Vec::new()),
+            publisher_bells: Bells::default(),
             cursors: RefCell::new(cursors),
             next: Cell::new(0),
             held: Cell::new(0),
@@ -352,19 +352,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         if c.space_sleepers().fetch_and(!bit, Ordering::AcqRel) & bit == 0 {
             return;
         }
-        let word = &c.publisher(p).doorbell;
-        word.fetch_add(1, Ordering::SeqCst);
-        let mut bells = self.publisher_bells.borrow_mut();
-        if bells.len() <= p as usize {
-            bells.resize_with(p as usize + 1, || None);
-        }
-        if bells[p as usize].is_none() {
-            let place = self.service.place(Role::Publisher, p);
-            bells[p as usize] = sys::Doorbell::new(&self.service.handle, place).ok();
-        }
-        if let Some(bell) = &bells[p as usize] {
-            bell.ring(word);
-        }
+        self.publisher_bells.ring(&self.service, Role::Publisher, p);
     }
 }
 
