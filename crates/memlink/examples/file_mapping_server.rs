@@ -4,8 +4,8 @@
 //! Enter. The seed's own client, or `file_mapping_client`, or
 //! `memlink read 'Local\SampleMap'` reads it.
 //!
-//! Run `cargo run --example file_mapping_server`, then, in another terminal,
-//! `cargo run --example file_mapping_client`.
+//! Run `cargo run -p memlink --example file_mapping_server`, then, in another terminal,
+//! `cargo run -p memlink --example file_mapping_client`.
 
 use memlink::Region;
 

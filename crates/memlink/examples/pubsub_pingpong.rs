@@ -1,5 +1,5 @@
 //! Two processes bounce a 64-byte sample through two services and print
-//! the round trip: `cargo run --release --example pubsub_pingpong
+//! the round trip: `cargo run --release -p memlink --example pubsub_pingpong
 //! [ROUNDS] [poll|block]`. The program starts its own second process.
 
 use std::process::{Command, Stdio};
@@ -23,7 +23,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .args(["--pong", &base, if blocking { "block" } else { "poll" }])
         .stdin(Stdio::null())
         .spawn()?;
+    let started = Instant::now();
     while ping.subscriber_count()? == 0 {
+        if started.elapsed() > Duration::from_secs(10) {
+            return Err("the second process did not connect within 10 s".into());
+        }
         std::thread::yield_now(); // the peer is starting
     }
     let receive = |blocking: bool| -> memlink::Result<()> {

@@ -9,6 +9,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use bytemuck::Pod;
+
 use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
 use super::service::{Bells, Joined, Role, Service};
 use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
@@ -386,8 +388,6 @@ impl<T: Pod> Publisher<[T]> {
         sample.send()
     }
 }
-
-use bytemuck::Pod;
 
 impl<T: Payload + ?Sized> Drop for Publisher<T> {
     fn drop(&mut self) {
