@@ -21,12 +21,13 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::sys::layout::Bell;
 
 /// "memlink" and a service marker, in the first word once the service is
 /// ready.
 pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mlsvc\x01\x00\x00");
 /// The layout version; another version is an `Incompatible` error.
-pub(super) const VERSION: u32 = 1;
+pub(super) const VERSION: u32 = 2;
 const HEADER_SIZE: u64 = 512;
 const LINE: u64 = 64;
 const PAGE: u64 = 4096;
@@ -142,23 +143,27 @@ pub(super) struct PublisherEntry {
     /// How many samples this place has published (its next sequence
     /// number). Written by the place's holder.
     pub(super) head: AtomicU64,
-    /// Bumped by whoever wakes the holder from a wait for space.
-    pub(super) doorbell: AtomicU32,
+    /// Rung by whoever wakes the holder from a wait for space.
+    pub(super) bell: Bell,
     pub(super) state: AtomicU32,
     pub(super) pid: AtomicU32,
-    _pad: u32,
     pub(super) sent: AtomicU64,
+    /// Marks of what kind of participant holds the place (a bridge to
+    /// another machine, say); written by the holder when it joins.
+    pub(super) flags: AtomicU32,
 }
 
 /// The first line of a subscriber entry.
 #[repr(C)]
 pub(super) struct SubscriberEntry {
-    pub(super) doorbell: AtomicU32,
+    /// Rung by publishers when the holder sleeps.
+    pub(super) bell: Bell,
     pub(super) state: AtomicU32,
     pub(super) pid: AtomicU32,
-    _pad: u32,
     pub(super) received: AtomicU64,
     pub(super) missed: AtomicU64,
+    /// As [`PublisherEntry::flags`].
+    pub(super) flags: AtomicU32,
 }
 
 const _: () = assert!(std::mem::size_of::<PublisherEntry>() as u64 <= LINE);

@@ -263,15 +263,6 @@ impl ServiceOptions {
     }
 }
 
-/// How a waiting participant polls before it sleeps: `SPINS` polls with a
-/// pause between them, then `YIELDS` polls with the CPU given up between
-/// them. Spinning answers in well under a microsecond when the peer runs
-/// on another CPU; yielding lets a peer that shares this CPU run at once
-/// (and costs one short system call when there is none); only then does
-/// the waiter sleep in the kernel.
-const SPINS: u32 = 4;
-const YIELDS: u32 = 16;
-
 /// The `(word, bit)` of participant `i` in a bit set.
 fn bit_of(i: u32) -> (u64, u64) {
     (u64::from(i) / 64, 1u64 << (i % 64))

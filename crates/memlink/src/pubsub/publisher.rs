@@ -13,9 +13,11 @@ use bytemuck::Pod;
 
 use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
 use super::service::{Bells, Joined, Role, Service};
-use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
+use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
+use crate::sys::layout::Bell;
+use crate::wait::{self, Waitable};
 
 /// How often a publisher waiting for space checks that the subscribers
 /// it waits for are alive. Not a timeout on anyone: a dead subscriber is
@@ -267,53 +269,19 @@ impl<T: Payload + ?Sized> Publisher<T> {
         if seq + history < self.pool.borrow().min_cursor + capacity {
             return Ok(());
         }
-        let c = &self.service.control;
-        let (w, bit) = bit_of(self.index);
-        debug_assert_eq!(w, 0);
-        // Poll first, as a waiting subscriber does: a subscriber that is
-        // taking samples on another CPU makes room within a few polls, and
-        // one that shares this CPU gets it when this one yields.
-        for poll in 0..SPINS + YIELDS {
-            if seq < self.refresh_min_cursor(seq) + capacity {
-                return Ok(());
-            }
-            if poll < SPINS {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-        let mut slept = false;
-        loop {
-            if seq < self.refresh_min_cursor(seq) + capacity {
-                return Ok(());
-            }
-            if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(self
-                    .service
-                    .error(Operation::Send, ErrorKind::Timeout)
-                    .with_detail("subscribers did not take the oldest sample in time"));
-            }
-            // After a sleep without progress a laggard may be dead; the
-            // kernel says so through its claim.
-            if slept && self.service.reap_dead_subscribers()? > 0 {
-                continue;
-            }
-            let word = &c.publisher(self.index).doorbell;
-            let seen = word.load(Ordering::SeqCst);
-            // SeqCst: pairs with the subscriber's SeqCst cursor store and
-            // load of these bits: either it sees the bit and rings, or the
-            // cursor re-read below sees its progress.
-            c.space_sleepers().fetch_or(bit, Ordering::SeqCst);
-            if seq < self.refresh_min_cursor(seq) + capacity {
-                c.space_sleepers().fetch_and(!bit, Ordering::Relaxed);
-                return Ok(());
-            }
-            let check = Instant::now() + LIVENESS_CHECK;
-            let until = deadline.map_or(check, |d| d.min(check));
-            self.doorbell.wait(word, seen, Some(until));
-            c.space_sleepers().fetch_and(!bit, Ordering::Relaxed);
-            slept = true;
+        if wait::wait_until(
+            &RoomFor {
+                publisher: self,
+                seq,
+            },
+            deadline,
+        ) {
+            Ok(())
+        } else {
+            Err(self
+                .service
+                .error(Operation::Send, ErrorKind::Timeout)
+                .with_detail("subscribers did not take the oldest sample in time"))
         }
     }
 
@@ -529,5 +497,49 @@ impl<T: Payload + ?Sized> fmt::Debug for SampleMut<'_, T> {
         f.debug_struct("SampleMut")
             .field("slot", &self.slot)
             .finish_non_exhaustive()
+    }
+}
+
+/// A blocked publisher waits for room for sample `seq`: every live
+/// subscriber past sample `seq - capacity`.
+struct RoomFor<'a, T: Payload + ?Sized> {
+    publisher: &'a Publisher<T>,
+    seq: u64,
+}
+
+impl<T: Payload + ?Sized> Waitable for RoomFor<'_, T> {
+    fn is_ready(&self) -> bool {
+        let capacity = self.publisher.service.layout().capacity();
+        self.seq < self.publisher.refresh_min_cursor(self.seq) + capacity
+    }
+
+    fn bell(&self) -> (&Bell, &sys::Doorbell) {
+        let p = self.publisher;
+        (&p.service.control.publisher(p.index).bell, &p.doorbell)
+    }
+
+    /// SeqCst: pairs with the subscriber's SeqCst cursor store and load of
+    /// these bits: either it sees the bit and rings, or the re-check sees
+    /// its progress.
+    fn arm(&self) {
+        let (_, bit) = bit_of(self.publisher.index);
+        let c = &self.publisher.service.control;
+        c.space_sleepers().fetch_or(bit, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        let (_, bit) = bit_of(self.publisher.index);
+        let c = &self.publisher.service.control;
+        c.space_sleepers().fetch_and(!bit, Ordering::Relaxed);
+    }
+
+    /// A laggard that makes no progress may be dead; the kernel says so
+    /// through its claim. A failure to look leaves the wait to its deadline.
+    fn after_idle(&self) {
+        let _ = self.publisher.service.reap_dead_subscribers();
+    }
+
+    fn recheck(&self) -> Duration {
+        LIVENESS_CHECK
     }
 }

@@ -31,17 +31,15 @@ pub(super) enum Role {
 pub(super) struct Bells(std::cell::RefCell<Vec<Option<sys::Doorbell>>>);
 
 impl Bells {
-    /// Wakes whoever sleeps on place `index` of `role`: bumps its word, then
-    /// rings its doorbell. SeqCst: the sleeper read the word before it set
-    /// its sleeping bit and sleeps only while the word is unchanged, so this
-    /// change is seen.
+    /// Wakes whoever sleeps on place `index` of `role` through its
+    /// doorbell (which bumps the place's bell count first; see
+    /// `sys::Doorbell::ring`).
     pub(super) fn ring(&self, service: &Service, role: Role, index: u32) {
         let c = &service.control;
-        let word = match role {
-            Role::Publisher => &c.publisher(index).doorbell,
-            Role::Subscriber => &c.subscriber(index).doorbell,
+        let bell = match role {
+            Role::Publisher => &c.publisher(index).bell,
+            Role::Subscriber => &c.subscriber(index).bell,
         };
-        word.fetch_add(1, Ordering::SeqCst);
         let mut bells = self.0.borrow_mut();
         let i = index as usize;
         if bells.len() <= i {
@@ -51,8 +49,8 @@ impl Bells {
             // A failure leaves the sleeper to its own re-check.
             bells[i] = sys::Doorbell::new(&service.handle, service.place(role, index)).ok();
         }
-        if let Some(bell) = &bells[i] {
-            bell.ring(word);
+        if let Some(doorbell) = &bells[i] {
+            doorbell.ring(bell);
         }
     }
 }
@@ -156,6 +154,12 @@ impl Service {
         let service = Service::connect(name, options, payload)?;
         service.reap_dead_subscribers()?;
         let (index, claim) = service.claim_place(role)?;
+        // Relaxed: published with the entry's SeqCst ACTIVE store.
+        let flags = match role {
+            Role::Publisher => &service.control.publisher(index).flags,
+            Role::Subscriber => &service.control.subscriber(index).flags,
+        };
+        flags.store(0, Ordering::Relaxed);
         let l = service.layout();
         let (offset, len, writable) = match role {
             Role::Publisher => (l.data + l.partition(index), l.partition_size, true),

@@ -7,15 +7,13 @@ use std::ops::Deref;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// The longest a receive sleeps before it looks at the rings again by
-/// itself: how late a sample left unrung by a dead publisher is taken.
-const RECHECK: Duration = Duration::from_millis(50);
-
 use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
 use super::service::{Bells, Joined, Role, Service};
-use super::{bit_of, payload_type, Payload, ServiceOptions, SPINS, YIELDS};
+use super::{bit_of, payload_type, Payload, ServiceOptions};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::sys;
+use crate::sys::layout::Bell;
+use crate::wait::{self, Waitable};
 
 /// A subscriber of `T` samples on a named service.
 ///
@@ -160,45 +158,11 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<Sample<'_, T>> {
-        let c = &self.service.control;
-        let (w, bit) = bit_of(self.index);
         loop {
-            for poll in 0..SPINS + YIELDS {
-                if let Some(sample) = self.try_recv()? {
-                    return Ok(sample);
-                }
-                if poll < SPINS {
-                    std::hint::spin_loop();
-                } else {
-                    std::thread::yield_now();
-                }
+            if let Some(sample) = self.try_recv()? {
+                return Ok(sample);
             }
-            let word = &c.subscriber(self.index).doorbell;
-            let seen = word.load(Ordering::SeqCst);
-            // SeqCst: pairs with the publisher's SeqCst ring store and load
-            // of these bits: either it sees the bit and rings, or the check
-            // below sees its sample.
-            c.sleepers(w).fetch_or(bit, Ordering::SeqCst);
-            // The re-check's ring loads are Acquire; the fence puts them in
-            // the single order after the bit set, as the Dekker pairing
-            // with the publisher's SeqCst entry store and sleeper load
-            // needs (an Acquire load after a SeqCst RMW is not in it).
-            std::sync::atomic::fence(Ordering::SeqCst);
-            let found = self.try_recv().transpose();
-            if let Some(found) = found {
-                c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
-                return found;
-            }
-            // Never for ever: a publisher killed between its entry store
-            // and its ring leaves a sample nobody will ring for.
-            let recheck = Instant::now() + RECHECK;
-            self.doorbell.wait(
-                word,
-                seen,
-                Some(deadline.map_or(recheck, |d| d.min(recheck))),
-            );
-            c.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
-            if deadline.is_some_and(|d| Instant::now() >= d) {
+            if !wait::wait_until(self, deadline) {
                 return match self.try_recv()? {
                     Some(sample) => Ok(sample),
                     None => Err(self
@@ -353,6 +317,57 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             return;
         }
         self.publisher_bells.ring(&self.service, Role::Publisher, p);
+    }
+}
+
+/// A subscriber waits for a sample from any publisher.
+impl<T: Payload + ?Sized> Waitable for Subscriber<T> {
+    /// Whether some publisher has a sample at this subscriber's cursor (or
+    /// has overwritten it: the receive then skips ahead), or the receive
+    /// would fail because too many samples are held.
+    fn is_ready(&self) -> bool {
+        let c = &self.service.control;
+        if self.held.get() >= self.service.layout().settings.max_borrowed {
+            return true;
+        }
+        let cursors = self.cursors.borrow();
+        cursors.iter().enumerate().any(|(p, &seq)| {
+            let p = p as u32;
+            // Acquire: as in `take_from`.
+            match entry_order(c.ring(p, seq).load(Ordering::Acquire), seq) {
+                0 => true,
+                // Overwritten: news unless the head says it is not theirs
+                // (what `take_from` skips).
+                order if order > 0 => seq < c.publisher(p).head.load(Ordering::Acquire),
+                _ => false,
+            }
+        })
+    }
+
+    fn bell(&self) -> (&Bell, &sys::Doorbell) {
+        (
+            &self.service.control.subscriber(self.index).bell,
+            &self.doorbell,
+        )
+    }
+
+    /// SeqCst: pairs with the publisher's SeqCst ring store and load of
+    /// these bits: either it sees the bit and rings, or the re-check sees
+    /// its sample.
+    fn arm(&self) {
+        let (w, bit) = bit_of(self.index);
+        self.service
+            .control
+            .sleepers(w)
+            .fetch_or(bit, Ordering::SeqCst);
+    }
+
+    fn disarm(&self) {
+        let (w, bit) = bit_of(self.index);
+        self.service
+            .control
+            .sleepers(w)
+            .fetch_and(!bit, Ordering::Relaxed);
     }
 }
 

@@ -93,6 +93,25 @@ impl Header {
     }
 }
 
+/// A participant's doorbell word pair in shared memory: what a ringer
+/// bumps before it wakes the participant, and whether the participant
+/// waits on more than the word itself.
+///
+/// `count` is the word a blocking waiter sleeps on (a futex on Linux; on
+/// Windows the named event carries the wake-up and the word only lets a
+/// ring made before the sleep be seen). `listening` is non-zero while the
+/// participant also waits through a pollable descriptor (async tasks,
+/// wait sets), so that a ringer knows it must signal that too; the
+/// platform layer's `Doorbell` reads it.
+#[repr(C)]
+#[derive(Debug, Default)]
+pub(crate) struct Bell {
+    pub(crate) count: AtomicU32,
+    pub(crate) listening: AtomicU32,
+}
+
+const _: () = assert!(size_of::<Bell>() == 8);
+
 /// A type that may be laid over shared memory.
 ///
 /// # Safety

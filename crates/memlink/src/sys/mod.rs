@@ -17,8 +17,8 @@
 use crate::error::{Error, ObjectKind, Operation};
 use crate::types::Lifetime;
 
-// The layouts of memlink's own pages in shared memory: used by the Linux
-// sync objects now, by messaging on every platform next.
+// The layouts of memlink's own pages in shared memory: the Linux sync
+// objects' pages, and the doorbell words of messaging on every platform.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 pub(crate) mod layout;
 mod mapping;
@@ -94,10 +94,11 @@ pub(crate) use platform::Handle;
 pub(crate) use platform::Claim;
 
 /// A participant's doorbell: `Doorbell::new(&Handle, index)`,
-/// `wait(&AtomicU32, seen, Option<Instant>) -> bool` (sleeps while the word
-/// holds `seen`, until rung; false once the deadline has passed) and
-/// `ring(&AtomicU32)` (the ringer changed the word first): sleeping until
-/// another process rings, futex-style.
+/// `wait(&Bell, seen, Option<Instant>) -> bool` (sleeps while the bell's
+/// count holds `seen`, until rung; false once the deadline has passed) and
+/// `ring(&Bell)` (bumps the count, then wakes the sleeper): sleeping until
+/// another process rings, futex-style. The [`layout::Bell`] lives in the
+/// shared memory of the participant's object.
 pub(crate) use platform::Doorbell;
 
 /// `Ok(())` where messaging works, an `Unsupported` error about the named

@@ -3,7 +3,7 @@
 //! and doorbells a futex; neither exists in the same form there. Every
 //! entry point answers with an `Unsupported` error naming the service.
 
-use std::sync::atomic::AtomicU32;
+use crate::sys::layout::Bell;
 use std::time::Instant;
 
 use super::Handle;
@@ -83,11 +83,11 @@ impl Doorbell {
         ))
     }
 
-    pub(crate) fn wait(&self, _word: &AtomicU32, _seen: u32, _deadline: Option<Instant>) -> bool {
+    pub(crate) fn wait(&self, _bell: &Bell, _seen: u32, _deadline: Option<Instant>) -> bool {
         match self.0 {}
     }
 
-    pub(crate) fn ring(&self, _word: &AtomicU32) {
+    pub(crate) fn ring(&self, _bell: &Bell) {
         match self.0 {}
     }
 }

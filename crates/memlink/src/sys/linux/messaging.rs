@@ -18,13 +18,14 @@
 //! addresses; the kernel keys it by the page).
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::AtomicU32;
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use rustix::io::Errno;
 
 use super::{Handle, Mapping};
 use crate::error::{Error, ObjectKind, Operation, Result};
+use crate::sys::layout::Bell;
 use crate::sys::CreateSpec;
 
 /// Whether messaging works on this platform: it does.
@@ -123,15 +124,19 @@ impl Doorbell {
         Ok(Doorbell(()))
     }
 
-    /// Sleeps while `word` holds `seen`, until rung or `deadline`. Returns
-    /// false once the deadline has passed; may return early (callers
-    /// re-check their condition).
-    pub(crate) fn wait(&self, word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
-        super::sync::futex_wait(word, seen, deadline)
+    /// Sleeps while `bell.count` holds `seen`, until rung or `deadline`.
+    /// Returns false once the deadline has passed; may return early
+    /// (callers re-check their condition).
+    pub(crate) fn wait(&self, bell: &Bell, seen: u32, deadline: Option<Instant>) -> bool {
+        super::sync::futex_wait(&bell.count, seen, deadline)
     }
 
-    /// Wakes whoever sleeps on `word` (the caller has changed it first).
-    pub(crate) fn ring(&self, word: &AtomicU32) {
-        super::sync::futex_wake(word, super::sync::WAKE_ALL);
+    /// Rings: bumps `bell.count`, then wakes whoever sleeps on it. SeqCst:
+    /// a sleeper read the count before it set its sleeping mark and sleeps
+    /// only while the count is unchanged, so either its futex wait sees
+    /// this change or this wake finds it asleep.
+    pub(crate) fn ring(&self, bell: &Bell) {
+        bell.count.fetch_add(1, Ordering::SeqCst);
+        super::sync::futex_wake(&bell.count, super::sync::WAKE_ALL);
     }
 }

@@ -18,7 +18,7 @@
 
 use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
 use std::ptr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{
@@ -36,6 +36,7 @@ use super::sync::millis_until;
 use super::Handle;
 use crate::error::{ObjectKind, Operation, Result};
 use crate::name::Name;
+use crate::sys::layout::Bell;
 use crate::sys::{CreateSpec, Mapping};
 
 /// Whether messaging works on this platform: it does.
@@ -142,12 +143,12 @@ impl Doorbell {
         Ok(Doorbell { event })
     }
 
-    /// Sleeps while `word` holds `seen`, until rung or `deadline`. Returns
-    /// false once the deadline has passed; may return early.
-    pub(crate) fn wait(&self, word: &AtomicU32, seen: u32, deadline: Option<Instant>) -> bool {
+    /// Sleeps while `bell.count` holds `seen`, until rung or `deadline`.
+    /// Returns false once the deadline has passed; may return early.
+    pub(crate) fn wait(&self, bell: &Bell, seen: u32, deadline: Option<Instant>) -> bool {
         // Acquire pairs with the ringer's SeqCst increment: a ring already
         // made is seen here without sleeping (the event would say so too).
-        if word.load(Ordering::Acquire) != seen {
+        if bell.count.load(Ordering::Acquire) != seen {
             return true;
         }
         // SAFETY: the handle is valid for the call and has SYNCHRONIZE.
@@ -162,8 +163,10 @@ impl Doorbell {
         }
     }
 
-    /// Wakes whoever sleeps on this doorbell (the caller changed `word`).
-    pub(crate) fn ring(&self, _word: &AtomicU32) {
+    /// Rings: bumps `bell.count` (SeqCst, so a sleeper that read it before
+    /// setting its sleeping mark sees the change), then sets the event.
+    pub(crate) fn ring(&self, bell: &Bell) {
+        bell.count.fetch_add(1, Ordering::SeqCst);
         // SAFETY: the handle is valid and was opened with all access.
         let _ = unsafe { SetEvent(self.event.as_raw_handle()) };
     }
