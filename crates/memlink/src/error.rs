@@ -18,6 +18,9 @@ pub enum ObjectKind {
     /// A publish/subscribe service: one region holding its participants,
     /// slots and rings.
     Service,
+    /// A work queue: one region holding its participants, cells and
+    /// slots.
+    Queue,
 }
 
 impl ObjectKind {
@@ -29,6 +32,7 @@ impl ObjectKind {
             ObjectKind::Semaphore => "semaphore",
             ObjectKind::Event => "event",
             ObjectKind::Service => "service",
+            ObjectKind::Queue => "queue",
         }
     }
 }

@@ -32,6 +32,7 @@ mod messaging;
 mod name;
 mod object;
 pub mod pubsub;
+pub mod queue;
 mod region;
 mod shared;
 mod sync;

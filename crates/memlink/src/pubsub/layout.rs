@@ -26,7 +26,7 @@ use crate::sys::layout::Bell;
 
 /// "memlink" and a service marker, in the first word once the service is
 /// ready.
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mlsvc\x01\x00\x00");
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mlsvc\x01\x00\x00");
 /// The layout version; another version is an `Incompatible` error.
 pub(super) const VERSION: u32 = 2;
 const HEADER_SIZE: u64 = 512;

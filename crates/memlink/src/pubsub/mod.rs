@@ -64,6 +64,7 @@ pub use subscriber::{Sample, Subscriber};
 
 pub use crate::messaging::Payload;
 use crate::messaging::{bit_of, deadline_after, for_each_bit, payload_type};
+pub(crate) use layout::MAGIC;
 
 const DEFAULT_PUBLISHERS: u32 = 8;
 const DEFAULT_SUBSCRIBERS: u32 = 64;

@@ -43,6 +43,7 @@ impl Mark {
             "semaphore" => ObjectKind::Semaphore,
             "event" => ObjectKind::Event,
             "service" => ObjectKind::Service,
+            "queue" => ObjectKind::Queue,
             _ => return None,
         };
         Some(Mark { kind, lifetime })
@@ -215,6 +216,7 @@ mod tests {
             ObjectKind::Semaphore,
             ObjectKind::Event,
             ObjectKind::Service,
+            ObjectKind::Queue,
         ];
         for kind in kinds {
             for lifetime in [Lifetime::LastHandle, Lifetime::Persistent] {
@@ -224,6 +226,6 @@ mod tests {
         }
         assert_eq!(Mark::decode(b""), None);
         assert_eq!(Mark::decode(b"region;last-handlex"), None);
-        assert_eq!(Mark::decode(b"queue;last-handle"), None);
+        assert_eq!(Mark::decode(b"mailbox;last-handle"), None);
     }
 }

@@ -52,6 +52,7 @@ fn kind_code(kind: ObjectKind) -> u32 {
         ObjectKind::Semaphore => 2,
         ObjectKind::Event => 3,
         ObjectKind::Service => 4,
+        ObjectKind::Queue => 5,
     }
 }
 
@@ -933,6 +934,6 @@ pub(super) fn describe_state(
                 waiting(page.waiters.live(fd, None))
             )
         }
-        ObjectKind::Region | ObjectKind::Service => return None,
+        ObjectKind::Region | ObjectKind::Service | ObjectKind::Queue => return None,
     })
 }
