@@ -151,6 +151,16 @@ impl Child {
         }
     }
 
+    /// The child's next line if it comes within `timeout` (for reading
+    /// several children in turn); fails the test if the child ended.
+    pub fn line_within(&self, timeout: Duration) -> Option<String> {
+        match self.lines.recv_timeout(timeout) {
+            Ok(line) => Some(line),
+            Err(RecvTimeoutError::Timeout) => None,
+            Err(RecvTimeoutError::Disconnected) => panic!("child {} ended", self.role),
+        }
+    }
+
     /// Waits for the child to say exactly `expected`.
     pub fn expect(&self, expected: &str) {
         let line = self.next_line();
