@@ -8,6 +8,7 @@ mod hexdump;
 mod objects;
 mod procs;
 mod pubsub;
+mod queue;
 mod signals;
 mod text;
 mod units;
@@ -167,6 +168,20 @@ enum Command {
     /// --count messages.
     #[command(name = "sub")]
     Sub(pubsub::SubArgs),
+    /// Push messages onto a work queue: a text, or each line of standard
+    /// input.
+    ///
+    /// Joins the queue NAME as a producer (making it, for byte messages, if
+    /// it does not exist), sends, waiting for room, then leaves. The queue
+    /// lives while some process holds it: start a consumer (`memlink pop`)
+    /// first, or the messages go with the queue when this command ends.
+    #[command(override_usage = "memlink push [OPTIONS] <NAME> (--text <TEXT> | -)")]
+    Push(queue::PushArgs),
+    /// Take messages from a work queue and print them, one per line.
+    ///
+    /// Joins the queue NAME as a consumer, competing with the others: each
+    /// message goes to one consumer. Each is acknowledged once printed.
+    Pop(queue::PopArgs),
     /// Play the seeds' two-process demo: create, write, read from another
     /// process, close, and watch the name go away.
     Demo(demo::DemoArgs),
@@ -299,6 +314,8 @@ fn main() -> ExitCode {
         Command::Semaphore { action } => coordinate::semaphore(action),
         Command::Pub(args) => pubsub::publish(args),
         Command::Sub(args) => pubsub::subscribe(args),
+        Command::Push(args) => queue::push(args),
+        Command::Pop(args) => queue::pop(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoReader(args) => demo::reader(args),
         Command::Bench(args) => bench::run(args),

@@ -124,6 +124,9 @@ fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
                 info.detail =
                     crate::pubsub::inspect(&info.name).map(|s| crate::pubsub::summary(&s));
             }
+            if info.detail.is_none() && may_be(&info, memlink::ObjectKind::Queue) {
+                info.detail = crate::queue::inspect(&info.name).map(|q| crate::queue::summary(&q));
+            }
             let path = info.path.clone();
             let found = path
                 .as_ref()
@@ -149,6 +152,14 @@ fn may_be_service(info: &ObjectInfo) -> bool {
     info.state == State::Alive
         && (kind == Some(memlink::ObjectKind::Service)
             || (cfg!(windows) && kind == Some(memlink::ObjectKind::Region)))
+}
+
+/// Whether the object may be of messaging kind `kind`: marked as one, or
+/// a region on a platform whose regions carry no kind (Windows sections).
+fn may_be(info: &ObjectInfo, kind: memlink::ObjectKind) -> bool {
+    info.state == State::Alive
+        && (info.kind == Some(kind)
+            || (cfg!(windows) && info.kind == Some(memlink::ObjectKind::Region)))
 }
 
 /// Why `ls` hides an object unless `--all`: `None` if it is shown.
@@ -421,6 +432,11 @@ pub fn info(args: InfoArgs) -> CmdResult {
             );
             row("publishers", members(&service.publishers, "sent"));
             row("subscribers", members(&service.subscribers, "received"));
+        }
+    }
+    if may_be(info, memlink::ObjectKind::Queue) {
+        if let Some(queue) = crate::queue::inspect(&info.name) {
+            crate::queue::rows(&queue, &mut row);
         }
     }
     if info.holders_known {

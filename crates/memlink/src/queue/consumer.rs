@@ -269,6 +269,30 @@ impl<T: Payload + ?Sized> Waitable for Consumer<T> {
     }
 }
 
+impl Consumer<[u8]> {
+    /// Connects to the queue `name` whatever its payload type, taking
+    /// every message as its bytes: for tools (such as `memlink pop`). A
+    /// queue that does not exist yet is made for byte payloads with
+    /// `options`' settings.
+    ///
+    /// ```
+    /// use memlink::queue::{Consumer, Producer, QueueOptions};
+    /// # let name = format!("memlink-doc-queue-any-{}", std::process::id());
+    /// let producer = Producer::<u32>::connect(&name)?;
+    /// let bytes = Consumer::connect_any(&name, &QueueOptions::new())?;
+    /// producer.send_copy(&0x0403_0201)?;
+    /// assert_eq!(&*bytes.try_recv()?.unwrap(), &[1, 2, 3, 4]);
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn connect_any(name: &str, options: &QueueOptions) -> Result<Consumer<[u8]>> {
+        let options = QueueOptions {
+            any_payload: true,
+            ..options.clone()
+        };
+        Consumer::connect_with(name, &options)
+    }
+}
+
 impl<T: Payload + ?Sized> Drop for Consumer<T> {
     fn drop(&mut self) {
         // Jobs borrow the consumer, so none is held now.

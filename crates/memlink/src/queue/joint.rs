@@ -393,7 +393,7 @@ fn read_layout(
         )));
     }
     if let Some((options, wanted)) = expected {
-        if payload != *wanted {
+        if payload != *wanted && !options.any_payload {
             return Err(incompatible(format!(
                 "the payload type here is {wanted}, the queue carries {payload}"
             )));

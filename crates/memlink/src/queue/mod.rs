@@ -149,6 +149,9 @@ pub struct QueueOptions {
     on_consumer_death: Option<OnConsumerDeath>,
     max_slice_len: Option<u64>,
     mode: u32,
+    /// Join whatever payload type the queue has (byte consumers of tools);
+    /// a new queue is made for `[u8]`.
+    any_payload: bool,
 }
 
 impl QueueOptions {
