@@ -212,3 +212,46 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(finish(&["--rounds", "0"]).status.code(), Some(2));
     assert_eq!(finish(&["--only", "everything"]).status.code(), Some(2));
 }
+
+#[test]
+fn a_quick_queue_run_measures_one_and_three_consumers_against_pubsub() {
+    let stdout = succeed(&["--quick", "--json", "--only", "queue", "--rounds", "3"]);
+    let json: Value =
+        serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{stdout}"));
+    let figures = json["figures"].as_array().expect("figures");
+    let mut keys: Vec<&str> = figures.iter().map(|f| f["key"].as_str().unwrap()).collect();
+    keys.sort_unstable();
+    assert_eq!(
+        keys,
+        ["queue.memlink_1", "queue.memlink_3", "queue.pubsub"],
+        "{json:#}"
+    );
+    let batches_of = |key: &str| -> Vec<f64> {
+        let figure = figures.iter().find(|f| f["key"] == key).unwrap();
+        let batches = figure["batches"].as_array().expect("batches");
+        assert_eq!(batches.len(), 3, "{key}");
+        let batches: Vec<f64> = batches.iter().map(|b| positive(b, key)).collect();
+        assert_close(
+            key,
+            positive(&figure["median"], key),
+            median(batches.clone()),
+        );
+        positive(&figure["peer_cpu"], &format!("{key}'s consumer CPU"));
+        batches
+    };
+    let comparisons = json["comparisons"].as_array().expect("comparisons");
+    assert_eq!(comparisons.len(), 3, "{json:#}");
+    for c in comparisons {
+        let (figure, reference) = (
+            c["figure"].as_str().unwrap(),
+            c["reference"].as_str().unwrap(),
+        );
+        let ratios = batches_of(figure)
+            .iter()
+            .zip(batches_of(reference))
+            .map(|(f, r)| f / r)
+            .collect();
+        let what = format!("{figure} / {reference}");
+        assert_close(&what, positive(&c["ratio"], &what), median(ratios));
+    }
+}

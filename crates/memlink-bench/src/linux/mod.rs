@@ -15,6 +15,7 @@
 //! of the per-batch ratios of figures measured in the same rounds.
 
 mod ends;
+mod queue;
 mod sys;
 
 use std::error::Error;
@@ -73,6 +74,9 @@ struct Args {
     /// Serve as the peer process of the run named TAG (internal).
     #[arg(long, hide = true, value_name = "TAG")]
     peer: Option<String>,
+    /// Serve as a consumer of the work queue NAME (internal).
+    #[arg(long, hide = true, value_name = "NAME")]
+    queue_consumer: Option<String>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -85,15 +89,18 @@ enum Group {
     Throughput,
     /// Cost of a send with 1, 8 and 64 idle subscribers.
     SendCost,
+    /// Work-queue throughput of 64 B messages to 1 and 3 consumers.
+    Queue,
 }
 
 pub fn main() -> ExitCode {
     let args = Args::parse();
     // Warnings and errors only: iceoryx2 logs to standard error.
     iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
-    let result = match &args.peer {
-        Some(tag) => serve(tag),
-        None => drive(&args),
+    let result = match (&args.peer, &args.queue_consumer) {
+        (Some(tag), _) => serve(tag),
+        (None, Some(name)) => queue::serve(name),
+        (None, None) => drive(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -261,6 +268,8 @@ enum Job {
     Peer(Contender, usize),
     /// Sends from the driver alone, the peer's subscribers idle.
     SendCost(Library, usize),
+    /// Work-queue messages to this many consumer processes on this CPU.
+    Queue(usize, usize),
 }
 
 struct Spec {
@@ -387,6 +396,8 @@ struct Driver {
     /// About how long each measured batch runs.
     batch_time: Duration,
     solo: Option<String>,
+    /// The work queue's consumer processes, while its group runs.
+    queue: Option<queue::Bench>,
 }
 
 impl Driver {
@@ -419,6 +430,21 @@ impl Driver {
                     spec.unit.of(elapsed, spec.count),
                     share(driver_cpu, elapsed),
                     Some(share(peer_cpu, elapsed)),
+                ))
+            }
+            Job::Queue(consumers, cpu) => {
+                let bench = self.queue.as_mut().expect("started with its group");
+                bench.prepare(consumers, cpu)?;
+                let (start, cpu_start) = (Instant::now(), sys::thread_cpu_time());
+                let consumer_cpu = bench
+                    .run(spec.count)
+                    .context(format!("measuring {}", spec.label))?;
+                let elapsed = start.elapsed();
+                let driver_cpu = sys::thread_cpu_time().saturating_sub(cpu_start);
+                Ok((
+                    spec.unit.of(elapsed, spec.count),
+                    share(driver_cpu, elapsed),
+                    Some(share(consumer_cpu, elapsed)),
                 ))
             }
             Job::SendCost(library, subscribers) => {
@@ -511,6 +537,7 @@ fn drive(args: &Args) -> Res {
         rounds: counts.rounds,
         batch_time: counts.batch_time,
         solo: args.solo.clone(),
+        queue: None,
     };
     driver.ends.set_socket(socket)?;
 
@@ -617,6 +644,37 @@ fn drive(args: &Args) -> Res {
         let heading = "Send 64 B (loan, write, send), idle subscribers in the peer".to_owned();
         figures.extend(driver.measure(&heading, specs)?);
     }
+    if wanted(Group::Queue) {
+        driver.queue = Some(queue::Bench::start(&tag)?);
+        let rate = |key: &str, label: &str, job| {
+            spec(
+                &format!("queue.{key}"),
+                label,
+                Unit::MegaMessages,
+                job,
+                counts.stream,
+            )
+        };
+        let heading = format!(
+            "Work queue 64 B, producer on CPU {here}, consumer processes all on CPU {apart}, \
+             64 unfinished at most"
+        );
+        let specs = vec![
+            rate(
+                "pubsub",
+                "pub/sub 1 to 1 (Block)",
+                Job::Peer(Contender::MemlinkStream, apart),
+            ),
+            rate("memlink_1", "queue, 1 consumer", Job::Queue(1, apart)),
+            rate(
+                "memlink_3",
+                "queue, 3 consumers",
+                Job::Queue(queue::CONSUMERS, apart),
+            ),
+        ];
+        figures.extend(driver.measure(&heading, specs)?);
+        driver.queue = None;
+    }
     drop(driver);
 
     let comparisons = compare(&figures);
@@ -677,6 +735,9 @@ const COMPARISONS: &[(&str, &str, Option<Aim>)] = &[
     ("send.iceoryx2_64", "send.iceoryx2_1", None),
     ("send.iceoryx2_8", "send.iceoryx2_1", None),
     ("send.memlink_64", "send.iceoryx2_64", None),
+    ("queue.memlink_1", "queue.pubsub", None),
+    ("queue.memlink_3", "queue.pubsub", None),
+    ("queue.memlink_3", "queue.memlink_1", None),
 ];
 
 fn compare(figures: &[Figure]) -> Vec<Comparison> {
