@@ -98,7 +98,7 @@
 //! Finding work: consumers scan a producer's cells from a shared *tail*
 //! hint, which anyone moves forward past finished cells only, so every
 //! waiting message lies between the tail and the producer's head. Sleeping
-//! is the crate's one protocol ([`crate::wait`]): a consumer with nothing
+//! is the crate's one protocol (as for pub/sub): a consumer with nothing
 //! to take sets its sleeping bit and checks again; a send wakes one
 //! sleeping consumer (each message needs one); an acknowledgement wakes
 //! its producer if that one waits for room.
