@@ -459,3 +459,68 @@ fn queue_types_are_send_and_sync() {
     shared::<Producer<[u8]>>();
     shared::<Consumer<[u8]>>();
 }
+
+#[test]
+fn consumers_killed_anywhere_leave_nothing_stuck_and_nothing_done_twice() {
+    let name = unique_name("q-churn");
+    let producer = options("redeliver").producer::<Task>(&name).unwrap();
+    let total = 600u64;
+    let steady = Child::spawn("consume", &[&name, "redeliver"]);
+    steady.expect("ready");
+    let mut done = BTreeMap::new();
+    let mut kills = 0u64;
+    std::thread::scope(|s| {
+        let sender = s.spawn(|| {
+            for seq in 0..total {
+                producer
+                    .send_copy_timeout(&Task::new(5, seq), DEADLINE)
+                    .unwrap();
+            }
+        });
+        // Consumers that are killed after a varying number of messages:
+        // taking, holding, acknowledging or reporting, wherever they are.
+        while !sender.is_finished() || kills < 4 {
+            let mut victim = Child::spawn("consume", &[&name, "redeliver"]);
+            victim.expect("ready");
+            for _ in 0..(3 + kills * 7 % 11) {
+                if let Some(line) = victim.line_within(Duration::from_millis(20)) {
+                    record(&mut done, &line);
+                }
+            }
+            victim.kill_in_place();
+            for line in victim.remaining_lines() {
+                record(&mut done, &line);
+            }
+            kills += 1;
+            while let Some(line) = steady.line_within(Duration::ZERO) {
+                record(&mut done, &line);
+            }
+        }
+        sender.join().unwrap();
+    });
+    stop(vec![steady], &mut done);
+    // Every killed consumer is gone; joining settles what they held.
+    let last = options("redeliver").consumer::<Task>(&name).unwrap();
+    while let Some(job) = last.try_recv().unwrap() {
+        record(
+            &mut done,
+            &format!("done {} {}", job.id(), job.redelivered()),
+        );
+    }
+    let info = inspect_queue(&name).unwrap();
+    assert_eq!((info.waiting, info.in_progress, info.lost), (0, 0, 0));
+    let ids: BTreeSet<String> = done.keys().cloned().collect();
+    let all = all_ids(&[5], total);
+    assert!(ids.is_subset(&all));
+    // A victim killed between its acknowledgement and its report finished
+    // a message nobody reports: at most one per kill.
+    let unreported = all.len() - ids.len();
+    assert!(
+        unreported as u64 <= kills,
+        "{unreported} unreported after {kills} kills"
+    );
+    eprintln!(
+        "{kills} consumers killed; {} redelivered; {unreported} finished unreported",
+        info.redelivered
+    );
+}

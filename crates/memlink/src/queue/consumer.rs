@@ -148,8 +148,13 @@ impl<T: Payload + ?Sized> Consumer<T> {
         // Acquire: the cells behind the tail were seen finished by whoever
         // moved it; nothing needs more.
         let mut seq = tail.load(Ordering::Acquire);
+        // A producer has at most `capacity` unfinished messages, and the
+        // tail lags its oldest by fewer (every take moves it), so this
+        // bound only matters for cells someone wrote over: the scan ends,
+        // and the next one starts further on.
+        let limit = seq.saturating_add(4 * self.queue.layout().capacity());
         let mut finished_so_far = true;
-        loop {
+        while seq < limit {
             // Acquire: pairs with the producer's SeqCst (release) store of
             // READY, and with acknowledgements.
             let w = c.cell(p, seq).load(Ordering::Acquire);
@@ -172,6 +177,7 @@ impl<T: Payload + ?Sized> Consumer<T> {
             }
             seq += 1;
         }
+        None
     }
 
     /// Takes the oldest waiting message of producer `p`, if it has one.

@@ -190,6 +190,28 @@ impl Child {
         self.wait();
     }
 
+    /// Kills the child hard and reaps it, keeping what it said before it
+    /// died for [`Child::remaining_lines`].
+    pub fn kill_in_place(&mut self) {
+        self.process.kill().unwrap();
+        self.wait();
+    }
+
+    /// Every line not read yet, up to the end of the child's output (the
+    /// child must be ending).
+    pub fn remaining_lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        loop {
+            match self.lines.recv_timeout(DEADLINE) {
+                Ok(line) => lines.push(line),
+                Err(RecvTimeoutError::Disconnected) => return lines,
+                Err(RecvTimeoutError::Timeout) => {
+                    panic!("child {}'s output did not end in time", self.role)
+                }
+            }
+        }
+    }
+
     /// Waits for the child to end, within the deadline.
     pub fn wait(&mut self) -> ExitStatus {
         self.stdin = None;
