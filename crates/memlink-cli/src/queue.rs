@@ -146,7 +146,12 @@ pub struct PushArgs {
         conflicts_with = "stdin"
     )]
     count: u64,
-    /// Give up waiting for room after this long.
+    /// Wait until this many consumers are connected before sending (a
+    /// queue nobody else holds goes away, messages and all, when this
+    /// command ends).
+    #[arg(short = 'w', long, value_name = "N", default_value = "0")]
+    wait_consumers: usize,
+    /// Give up waiting for consumers, or for room, after this long.
     #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = units::interval)]
     timeout: Duration,
     #[command(flatten)]
@@ -171,6 +176,20 @@ pub struct PopArgs {
 
 pub fn push(args: PushArgs) -> CmdResult {
     let producer = args.queue.options().producer::<[u8]>(&args.name)?;
+    let deadline = Instant::now() + args.timeout;
+    while producer.consumer_count()? < args.wait_consumers {
+        if Instant::now() >= deadline {
+            return Err(Box::new(TimedOut(format!(
+                "cannot push onto queue \"{}\": {} of {} consumers connected after {}",
+                args.name,
+                producer.consumer_count()?,
+                args.wait_consumers,
+                humantime::format_duration(args.timeout)
+            ))));
+        }
+        // Polling the place table: consumers ring nobody when they join.
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let send = |bytes: &[u8]| -> CmdResult {
         producer
             .send_copy_timeout(bytes, args.timeout)
