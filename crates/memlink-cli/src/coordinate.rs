@@ -31,7 +31,7 @@ impl fmt::Display for TimedOut {
 impl Error for TimedOut {}
 
 /// A library error, with a timeout turned into [`TimedOut`].
-fn timed_out_or(e: memlink::Error) -> Box<dyn Error> {
+pub(crate) fn timed_out_or(e: memlink::Error) -> Box<dyn Error> {
     if e.kind() == ErrorKind::Timeout {
         Box::new(TimedOut(e.to_string()))
     } else {

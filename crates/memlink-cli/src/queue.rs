@@ -10,7 +10,7 @@ use memlink::queue::{
 };
 use memlink::ErrorKind;
 
-use crate::coordinate::TimedOut;
+use crate::coordinate::{timed_out_or, TimedOut};
 use crate::procs::Process;
 use crate::{signals, units, CmdResult};
 
@@ -242,12 +242,4 @@ pub fn pop(args: PopArgs) -> CmdResult {
         job.done();
     }
     Ok(())
-}
-
-fn timed_out_or(e: memlink::Error) -> Box<dyn std::error::Error> {
-    if e.kind() == ErrorKind::Timeout {
-        Box::new(TimedOut(e.to_string()))
-    } else {
-        Box::new(e)
-    }
 }
