@@ -52,7 +52,7 @@ fn kind_code(kind: ObjectKind) -> u32 {
         ObjectKind::Semaphore => 2,
         ObjectKind::Event => 3,
         ObjectKind::Service => 4,
-        ObjectKind::Queue => 5,
+        ObjectKind::Queue => 6, // 5 is request/response (branch rr)
     }
 }
 
