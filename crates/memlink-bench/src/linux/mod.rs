@@ -14,6 +14,7 @@
 //! so load from elsewhere falls on all alike, and each ratio is the median
 //! of the per-batch ratios of figures measured in the same rounds.
 
+mod async_rtt;
 mod ends;
 mod sys;
 
@@ -85,9 +86,20 @@ enum Group {
     Throughput,
     /// Cost of a send with 1, 8 and 64 idle subscribers.
     SendCost,
+    /// Async (tokio) round trips against blocking ones and a tokio socket.
+    Async,
 }
 
 pub fn main() -> ExitCode {
+    if let Some(served) = async_rtt::peer_from_env() {
+        return served.map_or_else(
+            |e| {
+                eprintln!("memlink-bench (async peer): {e}");
+                ExitCode::FAILURE
+            },
+            |()| ExitCode::SUCCESS,
+        );
+    }
     let args = Args::parse();
     // Warnings and errors only: iceoryx2 logs to standard error.
     iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
@@ -618,6 +630,9 @@ fn drive(args: &Args) -> Res {
         figures.extend(driver.measure(&heading, specs)?);
     }
     drop(driver);
+    if wanted(Group::Async) && !args.json {
+        async_rtt::measure(counts.rounds, args.quick, cpus)?;
+    }
 
     let comparisons = compare(&figures);
     let report = Report {
