@@ -28,6 +28,7 @@
 #![warn(missing_docs)]
 
 mod error;
+mod messaging;
 mod name;
 mod object;
 pub mod pubsub;

@@ -21,6 +21,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+pub(super) use crate::messaging::PayloadType;
 use crate::sys::layout::Bell;
 
 /// "memlink" and a service marker, in the first word once the service is
@@ -65,63 +66,6 @@ pub(super) struct Settings {
     pub(super) _reserved: u32,
     /// The largest payload in bytes.
     pub(super) max_payload: u64,
-}
-
-/// What a service carries, as recorded by its creator.
-#[repr(C)]
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) struct PayloadType {
-    /// Size of one element (the whole type, or one slice element).
-    pub(super) size: u64,
-    pub(super) align: u32,
-    /// 0: one value; 1: a slice of elements.
-    pub(super) slice: u32,
-    pub(super) name_len: u32,
-    pub(super) name: [u8; 196],
-}
-
-impl PayloadType {
-    pub(super) fn new(name: &str, size: usize, align: usize, slice: bool) -> PayloadType {
-        let mut stored = [0u8; 196];
-        // Longer names are cut at a character boundary; size and alignment
-        // still tell most mismatches apart.
-        let mut len = name.len().min(stored.len());
-        while !name.is_char_boundary(len) {
-            len -= 1;
-        }
-        stored[..len].copy_from_slice(&name.as_bytes()[..len]);
-        PayloadType {
-            size: size as u64,
-            align: align as u32,
-            slice: u32::from(slice),
-            name_len: len as u32,
-            name: stored,
-        }
-    }
-
-    pub(super) fn type_name(&self) -> &str {
-        let len = (self.name_len as usize).min(self.name.len());
-        std::str::from_utf8(&self.name[..len]).unwrap_or("?")
-    }
-}
-
-impl std::fmt::Display for PayloadType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let what = if self.slice == 1 { "slices of " } else { "" };
-        write!(
-            f,
-            "{what}{} ({} bytes, align {})",
-            self.type_name(),
-            self.size,
-            self.align
-        )
-    }
-}
-
-impl std::fmt::Debug for PayloadType {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        std::fmt::Display::fmt(self, f)
-    }
 }
 
 /// The first bytes of a service.

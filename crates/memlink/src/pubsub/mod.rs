@@ -62,7 +62,8 @@ pub use publisher::{Publisher, SampleMut};
 pub use service::{inspect_service, ParticipantInfo, ServiceInfo};
 pub use subscriber::{Sample, Subscriber};
 
-use bytemuck::Pod;
+pub use crate::messaging::Payload;
+use crate::messaging::{bit_of, deadline_after, for_each_bit, payload_type};
 
 const DEFAULT_PUBLISHERS: u32 = 8;
 const DEFAULT_SUBSCRIBERS: u32 = 64;
@@ -82,67 +83,6 @@ pub enum Overflow {
     /// (backpressure). A subscriber that dies stops counting at once, so a
     /// dead subscriber never blocks a publisher.
     Block,
-}
-
-/// The types a service carries: plain old data ([`Pod`]: no pointers,
-/// every bit pattern valid) and slices of it. Sealed.
-pub trait Payload: sealed::Sealed {}
-
-impl<T: Pod> Payload for T {}
-impl<T: Pod> Payload for [T] {}
-
-mod sealed {
-    use bytemuck::Pod;
-
-    /// What the service needs to know about a payload type.
-    pub trait Sealed {
-        /// Element type name, element size, alignment, whether a slice.
-        fn describe() -> (&'static str, usize, usize, bool);
-        /// A pointer to the payload at `ptr`, `bytes` long.
-        fn from_raw(ptr: *mut u8, bytes: usize) -> *mut Self;
-        /// The payload's length in bytes.
-        fn byte_len(&self) -> usize;
-    }
-
-    impl<T: Pod> Sealed for T {
-        fn describe() -> (&'static str, usize, usize, bool) {
-            (
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>(),
-                std::mem::align_of::<T>(),
-                false,
-            )
-        }
-        fn from_raw(ptr: *mut u8, _bytes: usize) -> *mut T {
-            ptr.cast()
-        }
-        fn byte_len(&self) -> usize {
-            std::mem::size_of::<T>()
-        }
-    }
-
-    impl<T: Pod> Sealed for [T] {
-        fn describe() -> (&'static str, usize, usize, bool) {
-            (
-                std::any::type_name::<T>(),
-                std::mem::size_of::<T>(),
-                std::mem::align_of::<T>(),
-                true,
-            )
-        }
-        fn from_raw(ptr: *mut u8, bytes: usize) -> *mut [T] {
-            let len = bytes.checked_div(std::mem::size_of::<T>()).unwrap_or(0);
-            std::ptr::slice_from_raw_parts_mut(ptr.cast(), len)
-        }
-        fn byte_len(&self) -> usize {
-            std::mem::size_of_val(self)
-        }
-    }
-}
-
-fn payload_type<T: Payload + ?Sized>() -> layout::PayloadType {
-    let (name, size, align, slice) = T::describe();
-    layout::PayloadType::new(name, size, align, slice)
 }
 
 /// The settings of a service, for the participant that makes it, and the
@@ -261,22 +201,4 @@ impl ServiceOptions {
     pub fn subscriber<T: Payload + ?Sized>(&self, name: &str) -> crate::Result<Subscriber<T>> {
         Subscriber::connect_with(name, self)
     }
-}
-
-/// The `(word, bit)` of participant `i` in a bit set.
-fn bit_of(i: u32) -> (u64, u64) {
-    (u64::from(i) / 64, 1u64 << (i % 64))
-}
-
-/// Calls `f` with the index of every set bit in `bits`, word `w` of a set.
-fn for_each_bit(w: u64, mut bits: u64, mut f: impl FnMut(u32)) {
-    while bits != 0 {
-        let b = bits.trailing_zeros();
-        bits &= bits - 1;
-        f((w * 64) as u32 + b);
-    }
-}
-
-fn deadline_after(timeout: std::time::Duration) -> Option<std::time::Instant> {
-    std::time::Instant::now().checked_add(timeout)
 }

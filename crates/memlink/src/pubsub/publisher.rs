@@ -15,6 +15,7 @@ use super::layout::{entry, entry_order, entry_slot, ACTIVE, FREE};
 use super::service::{Bells, Joined, Role, Service};
 use super::{bit_of, for_each_bit, payload_type, Payload, ServiceOptions};
 use crate::error::{ErrorKind, Operation, Result};
+use crate::messaging::valid_bits;
 use crate::sys;
 use crate::sys::layout::Bell;
 use crate::wait::{self, Waitable};
@@ -275,12 +276,8 @@ impl<T: Payload + ?Sized> Publisher<T> {
         let layout = self.service.layout();
         let places = u64::from(layout.settings.max_subscribers);
         for w in 0..layout.words {
-            // Only bits of places that exist: a stray one (written over by
-            // someone) would make a subscriber index past the table.
-            let valid = match places - 64 * w {
-                n @ 0..=63 => (1u64 << n) - 1,
-                _ => u64::MAX,
-            };
+            // Only bits of places that exist.
+            let valid = valid_bits(places, w);
             // SeqCst: see `publish` (3).
             let bits = c.sleepers(w).load(Ordering::SeqCst) & valid;
             if bits == 0 {

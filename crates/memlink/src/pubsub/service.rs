@@ -2,22 +2,19 @@
 //! the service the caller expects, and claiming a participant place.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
 
 use super::layout::{
     Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, MAX_HEAD, VERSION,
 };
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::messaging;
 use crate::name::Name;
 use crate::sys;
 use crate::sys::CreateSpec;
 use crate::types::{Access, Lifetime};
 
 const KIND: ObjectKind = ObjectKind::Service;
-/// How long a joiner waits for a creator that is still writing the header
-/// (only on Windows, where a section is visible before it is set up).
-const SETUP_WAIT: Duration = Duration::from_secs(5);
 
 /// Which kind of participant a place is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,7 +26,7 @@ pub(super) enum Role {
 /// The doorbells of the other role's places, opened when first rung. The
 /// lock is taken only to ring, which happens only when someone sleeps.
 #[derive(Default)]
-pub(super) struct Bells(std::sync::Mutex<Vec<Option<sys::Doorbell>>>);
+pub(super) struct Bells(crate::messaging::Bells);
 
 impl Bells {
     /// Wakes whoever sleeps on place `index` of `role` through its
@@ -41,21 +38,8 @@ impl Bells {
             Role::Publisher => &c.publisher(index).bell,
             Role::Subscriber => &c.subscriber(index).bell,
         };
-        let mut bells = self
-            .0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let i = index as usize;
-        if bells.len() <= i {
-            bells.resize_with(i + 1, || None);
-        }
-        if bells[i].is_none() {
-            // A failure leaves the sleeper to its own re-check.
-            bells[i] = sys::Doorbell::new(&service.handle, service.place(role, index)).ok();
-        }
-        if let Some(doorbell) = &bells[i] {
-            doorbell.ring(bell);
-        }
+        self.0
+            .ring(&service.handle, service.place(role, index), bell);
     }
 }
 
@@ -103,29 +87,17 @@ impl Service {
             mode: options.mode,
             reserve: true,
         };
-        // Each failure below means another process won a race since the
-        // last step; the bound only guards against a livelock.
-        for _ in 0..1000 {
-            let mut init = |mapping: &sys::Mapping| {
-                write_header(mapping, &layout, &payload);
-                Ok(())
-            };
-            match sys::Handle::create_with(&parsed, KIND, &spec, &mut init) {
-                Ok(handle) => return Service::map(handle, parsed, layout),
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(e.reframe(op)),
-            }
-            match sys::Handle::open(&parsed, KIND, Access::ReadWrite) {
-                Ok(handle) => {
-                    let layout = read_layout(&handle, &parsed, Some((options, &payload)))?;
-                    return Service::map(handle, parsed, layout);
-                }
-                Err(e) if e.kind() == ErrorKind::NotFound => {}
-                Err(e) => return Err(e.reframe(op)),
+        let mut init = |mapping: &sys::Mapping| {
+            write_header(mapping, &layout, &payload);
+            Ok(())
+        };
+        match messaging::create_or_open(&parsed, KIND, &spec, &mut init)? {
+            (handle, true) => Service::map(handle, parsed, layout),
+            (handle, false) => {
+                let layout = read_layout(&handle, &parsed, Some((options, &payload)))?;
+                Service::map(handle, parsed, layout)
             }
         }
-        Err(Error::new(op, KIND, name, ErrorKind::AlreadyExists)
-            .with_detail("the service kept being made and removed by others"))
     }
 
     fn map(handle: sys::Handle, name: Name, layout: Layout) -> Result<Service> {
@@ -219,10 +191,8 @@ impl Service {
             Role::Publisher => (s.max_publishers, "publisher"),
             Role::Subscriber => (s.max_subscribers, "subscriber"),
         };
-        for index in 0..count {
-            if let Some(claim) = self.handle.claim(self.place(role, index))? {
-                return Ok((index, claim));
-            }
+        if let Some(claimed) = messaging::claim_first(&self.handle, self.place(role, 0), count)? {
+            return Ok(claimed);
         }
         Err(self
             .error(Operation::Connect, ErrorKind::LimitReached)
@@ -372,24 +342,7 @@ fn read_layout(
     // SAFETY: the mapping holds a whole Header, page-aligned; the magic is
     // an atomic, read atomically.
     let magic = unsafe { &(*header).magic };
-    let deadline = Instant::now() + SETUP_WAIT;
-    loop {
-        // Acquire: pairs with the creator's Release store of the magic.
-        match magic.load(Ordering::Acquire) {
-            MAGIC => break,
-            0 if Instant::now() < deadline => std::thread::yield_now(),
-            0 => {
-                return Err(incompatible(
-                    "its creator never finished setting it up (it may have died doing so)".into(),
-                ))
-            }
-            other => {
-                return Err(incompatible(format!(
-                    "it is not a memlink service (its first word is {other:#018x})"
-                )))
-            }
-        }
-    }
+    messaging::await_magic(magic, MAGIC, "service").map_err(incompatible)?;
     // SAFETY: after the magic, the header's plain fields are written and
     // never change again; read them by copy.
     let (version, settings, payload) = unsafe {
@@ -570,14 +523,7 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
 impl ServiceOptions {
     /// The settings a new service gets: the caller's, defaults for the rest.
     pub(super) fn resolve(&self, payload: &PayloadType) -> Settings {
-        let max_payload = if payload.slice == 1 {
-            let len = self
-                .max_slice_len
-                .unwrap_or_else(|| (super::DEFAULT_SLICE_BYTES / payload.size.max(1)).max(1));
-            len.saturating_mul(payload.size)
-        } else {
-            payload.size
-        };
+        let max_payload = payload.max_payload(self.max_slice_len, super::DEFAULT_SLICE_BYTES);
         Settings {
             max_publishers: self.max_publishers.unwrap_or(super::DEFAULT_PUBLISHERS),
             max_subscribers: self.max_subscribers.unwrap_or(super::DEFAULT_SUBSCRIBERS),
