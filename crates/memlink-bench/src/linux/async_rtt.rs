@@ -93,6 +93,8 @@ fn serve(spec: &str) -> Res {
         "socket" => runtime()?.block_on(async {
             use tokio::io::{AsyncReadExt, AsyncWriteExt};
             let addr = SocketAddr::from_abstract_name(tag.as_bytes()).context("address")?;
+            // The driver listens already; it accepts after this line.
+            ready();
             let std = UnixStream::connect_addr(&addr).context("connecting")?;
             std.set_nonblocking(true).context("nonblocking")?;
             let mut stream = tokio::net::UnixStream::from_std(std).context("registering")?;
