@@ -2,23 +2,23 @@
 //! blocking call uses.
 //!
 //! A participant that must wait (a subscriber with nothing to take, a
-//! publisher with no room) is a [`Waitable`]: it can say whether it could
-//! go on now, and it has a [`Bell`] in shared memory with a sleeping mark
+//! publisher with no room) is a `Waitable`: it can say whether it could
+//! go on now, and it has a `Bell` in shared memory with a sleeping mark
 //! that the other side checks after each change it makes. The protocol:
 //!
-//! 1. poll a few times ([`SPINS`] with a pause, then [`YIELDS`] giving up
+//! 1. poll a few times (`SPINS` with a pause, then `YIELDS` giving up
 //!    the CPU), which answers at once when the peer is running;
 //! 2. read the bell's count, set the sleeping mark (SeqCst), fence, and
 //!    check again: the other side either sees the mark and rings, or made
 //!    its change before the check, which sees it;
 //! 3. sleep on the doorbell while the count is unchanged, never longer
-//!    than [`Waitable::recheck`] (a peer killed between its change and its
+//!    than `Waitable::recheck` (a peer killed between its change and its
 //!    ring leaves nothing to wake us), then clear the mark and go round.
 //!
 //! Nothing rings while nobody sleeps, so the fast path makes no system
 //! call.
 //!
-//! The same protocol, generic over [`Waitable`] (every memlink participant
+//! The same protocol, generic over `Waitable` (every memlink participant
 //! that can wait: [`Subscriber`](crate::pubsub::Subscriber) for a sample,
 //! [`Publisher`](crate::pubsub::Publisher) for room under
 //! [`Overflow::Block`](crate::pubsub::Overflow::Block)), gives:
@@ -35,7 +35,7 @@
 //!
 //! Several threads and tasks of one process may wait on one participant:
 //! a ring wakes them all, and a per-participant count of waiters
-//! ([`sys::Waiters`]) keeps the sleeping mark set until the last one is
+//! (`sys::Waiters`) keeps the sleeping mark set until the last one is
 //! done, so one that leaves never takes the mark from the others.
 //!
 //! ```
@@ -144,7 +144,7 @@ fn poll_briefly(mut ready: impl FnMut() -> bool) -> bool {
 }
 
 /// Counts a waiter in on a doorbell for as long as it lives; the last
-/// waiter out clears the sleeping mark (see [`sys::Waiters`]).
+/// waiter out clears the sleeping mark (see `sys::Waiters`).
 struct Entered<'a, W: Waitable + ?Sized> {
     w: &'a W,
 }
