@@ -38,7 +38,7 @@ mod shared;
 mod sync;
 mod sys;
 mod types;
-mod wait;
+pub mod wait;
 
 pub use bytemuck::Pod;
 pub use error::{Error, ErrorKind, ObjectKind, Operation, Result};

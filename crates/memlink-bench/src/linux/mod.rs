@@ -14,6 +14,7 @@
 //! so load from elsewhere falls on all alike, and each ratio is the median
 //! of the per-batch ratios of figures measured in the same rounds.
 
+mod async_rtt;
 mod ends;
 mod queue;
 mod sys;
@@ -91,9 +92,20 @@ enum Group {
     SendCost,
     /// Work-queue throughput of 64 B messages to 1 and 3 consumers.
     Queue,
+    /// Async (tokio) round trips against blocking ones and a tokio socket.
+    Async,
 }
 
 pub fn main() -> ExitCode {
+    if let Some(served) = async_rtt::peer_from_env() {
+        return served.map_or_else(
+            |e| {
+                eprintln!("memlink-bench (async peer): {e}");
+                ExitCode::FAILURE
+            },
+            |()| ExitCode::SUCCESS,
+        );
+    }
     let args = Args::parse();
     // Warnings and errors only: iceoryx2 logs to standard error.
     iceoryx2::prelude::set_log_level(iceoryx2::prelude::LogLevel::Error);
@@ -676,6 +688,9 @@ fn drive(args: &Args) -> Res {
         driver.queue = None;
     }
     drop(driver);
+    if wanted(Group::Async) && !args.json {
+        async_rtt::measure(counts.rounds, args.quick, cpus)?;
+    }
 
     let comparisons = compare(&figures);
     let report = Report {

@@ -1,12 +1,12 @@
 //! The publishing side: loans from the publisher's own partition, sends
 //! into its own ring.
 
-use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Deref, DerefMut};
 use std::sync::atomic::Ordering;
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
@@ -31,8 +31,8 @@ const LIVENESS_CHECK: Duration = Duration::from_millis(10);
 /// ([`loan`](Publisher::loan), [`loan_uninit`](Publisher::loan_uninit),
 /// [`loan_slice`](Publisher::loan_slice)), filled in place and sent without
 /// a copy; [`send_copy`](Publisher::send_copy) does all three at once.
-/// A publisher may be moved to another thread but not shared between
-/// threads.
+/// `Send` and `Sync`: threads (and async tasks) may share one publisher;
+/// their samples go into its one sequence, each whole.
 ///
 /// ```
 /// use memlink::pubsub::{Publisher, Subscriber};
@@ -52,8 +52,9 @@ pub struct Publisher<T: Payload + ?Sized> {
     doorbell: sys::Doorbell,
     /// Doorbells of subscriber places, opened when first rung.
     subscriber_bells: Bells,
-    pool: RefCell<Pool>,
-    loans: Cell<u32>,
+    /// A lock, uncontended unless threads share the publisher: two atomic
+    /// operations per send.
+    pool: Mutex<Pool>,
     _claim: sys::Claim,
     service: Service,
     _payload: PhantomData<fn(&T)>,
@@ -72,6 +73,8 @@ struct Pool {
     /// The lowest cursor of the live subscribers, as last seen (block
     /// policy only).
     min_cursor: u64,
+    /// Samples loaned and not yet sent or dropped.
+    loans: u32,
 }
 
 impl<T: Payload + ?Sized> Publisher<T> {
@@ -103,8 +106,7 @@ impl<T: Payload + ?Sized> Publisher<T> {
             data,
             doorbell,
             subscriber_bells: Bells::default(),
-            pool: RefCell::new(pool),
-            loans: Cell::new(0),
+            pool: Mutex::new(pool),
             _claim: claim,
             service,
             _payload: PhantomData,
@@ -119,6 +121,12 @@ impl<T: Payload + ?Sized> Publisher<T> {
     /// How many subscribers are connected now.
     pub fn subscriber_count(&self) -> Result<usize> {
         Ok(self.service.participants(Role::Subscriber)?.len())
+    }
+
+    /// The pool; a thread that panicked holding it left it consistent
+    /// enough (at worst a slot is lost), so poison is ignored.
+    fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The largest payload of one sample, in bytes.
@@ -136,17 +144,7 @@ impl<T: Payload + ?Sized> Publisher<T> {
                     "a sample of {bytes} bytes is larger than the service's largest, {max}"
                 )));
         }
-        let limit = self.service.layout().settings.max_loans;
-        if self.loans.get() >= limit {
-            return Err(self
-                .service
-                .error(Operation::Loan, ErrorKind::LimitReached)
-                .with_detail(format!(
-                    "this publisher has {limit} samples loaned already (max_loans)"
-                )));
-        }
         let slot = self.free_slot()?;
-        self.loans.set(self.loans.get() + 1);
         let offset = slot * self.service.layout().stride;
         // SAFETY: the slot lies inside this publisher's partition (slot <
         // slots, stride * slots <= partition size), which is mapped
@@ -162,13 +160,25 @@ impl<T: Payload + ?Sized> Publisher<T> {
 
     /// A slot nobody holds: from the free list, else the oldest retired one
     /// whose holders have all let go, else after reaping dead subscribers.
+    /// Counts the loan.
     fn free_slot(&self) -> Result<u64> {
-        let mut pool = self.pool.borrow_mut();
+        let mut pool = self.pool();
+        let limit = self.service.layout().settings.max_loans;
+        if pool.loans >= limit {
+            return Err(self
+                .service
+                .error(Operation::Loan, ErrorKind::LimitReached)
+                .with_detail(format!(
+                    "this publisher has {limit} samples loaned already (max_loans)"
+                )));
+        }
         if let Some(slot) = pool.free.pop() {
+            pool.loans += 1;
             return Ok(slot);
         }
         for attempt in 0..2 {
             if let Some(slot) = pool.take_unheld(&self.service, self.index) {
+                pool.loans += 1;
                 return Ok(slot);
             }
             if attempt == 0 {
@@ -182,20 +192,52 @@ impl<T: Payload + ?Sized> Publisher<T> {
     }
 
     fn give_back(&self, slot: u64) {
-        self.pool.borrow_mut().free.push(slot);
-        self.loans.set(self.loans.get() - 1);
+        let mut pool = self.pool();
+        pool.free.push(slot);
+        pool.loans -= 1;
     }
 
-    /// Publishes `slot` holding `bytes` bytes: one store makes it visible.
+    /// Publishes `slot` holding `bytes` bytes, waiting for room until
+    /// `deadline` under the block policy (the slot is given back if none
+    /// comes).
     fn publish(&self, slot: u64, bytes: u64, deadline: Option<Instant>) -> Result<()> {
+        while !self.try_publish(slot, bytes) {
+            if !wait::wait_until(self, deadline) {
+                self.give_back(slot);
+                return Err(self.no_room());
+            }
+        }
+        Ok(())
+    }
+
+    /// As [`publish`](Self::publish), waiting as an async task; the
+    /// caller gives the slot back if this fails or is dropped.
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    async fn publish_async(&self, slot: u64, bytes: u64) -> Result<()> {
+        while !self.try_publish(slot, bytes) {
+            wait::ready(self)
+                .await
+                .map_err(|e| e.reframe(Operation::Send))?;
+        }
+        Ok(())
+    }
+
+    fn no_room(&self) -> crate::Error {
+        self.service
+            .error(Operation::Send, ErrorKind::Timeout)
+            .with_detail("subscribers did not take the oldest sample in time")
+    }
+
+    /// Publishes `slot` holding `bytes` bytes if there is room (always,
+    /// unless the service blocks on slow subscribers): one store makes it
+    /// visible. False when there is no room; the slot stays loaned.
+    fn try_publish(&self, slot: u64, bytes: u64) -> bool {
         let c = &self.service.control;
         let p = self.index;
-        let seq = self.pool.borrow().head;
-        if self.service.layout().settings.overflow == 1 {
-            if let Err(e) = self.wait_for_space(seq, deadline) {
-                self.give_back(slot);
-                return Err(e);
-            }
+        let mut pool = self.pool();
+        let seq = pool.head;
+        if self.service.layout().settings.overflow == 1 && !self.has_room(&mut pool, seq) {
+            return false;
         }
         // Relaxed: published by the SeqCst store of the entry below, which
         // the subscriber loads with Acquire.
@@ -212,20 +254,19 @@ impl<T: Payload + ?Sized> Publisher<T> {
         // ring by one sample, which readers of the ring tolerate.
         c.publisher(p).head.store(seq + 1, Ordering::Release);
         let e = c.publisher(p);
+        // Written under the pool lock only: a plain increment.
         e.sent
             .store(e.sent.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        {
-            let mut pool = self.pool.borrow_mut();
-            pool.head = seq + 1;
-            pool.window.push_back(slot);
-            if pool.window.len() as u64 > self.service.layout().capacity() {
-                let old = pool.window.pop_front().expect("longer than the capacity");
-                pool.retired.push_back(old);
-            }
+        pool.head = seq + 1;
+        pool.window.push_back(slot);
+        if pool.window.len() as u64 > self.service.layout().capacity() {
+            let old = pool.window.pop_front().expect("longer than the capacity");
+            pool.retired.push_back(old);
         }
-        self.loans.set(self.loans.get() - 1);
+        pool.loans -= 1;
+        drop(pool);
         self.wake_sleepers();
-        Ok(())
+        true
     }
 
     /// Rings the subscribers that sleep. Costs a load per 64 subscriber
@@ -253,9 +294,9 @@ impl<T: Payload + ?Sized> Publisher<T> {
             .ring(&self.service, Role::Subscriber, i);
     }
 
-    /// Block policy: waits until every live subscriber has taken sample
-    /// `seq - capacity`, the one the next send overwrites.
-    fn wait_for_space(&self, seq: u64, deadline: Option<Instant>) -> Result<()> {
+    /// Block policy: whether every live subscriber has taken sample
+    /// `seq - capacity`, the one sending `seq` overwrites.
+    fn has_room(&self, pool: &mut Pool, seq: u64) -> bool {
         let layout = self.service.layout();
         let capacity = layout.capacity();
         // The lowest cursor seen last time stands for the subscribers seen
@@ -263,28 +304,13 @@ impl<T: Payload + ?Sized> Publisher<T> {
         // the head it read, which is at least that lowest cursor. So the
         // remembered value leaves room for `history` fewer sends.
         let history = u64::from(layout.settings.history).min(capacity);
-        if seq + history < self.pool.borrow().min_cursor + capacity {
-            return Ok(());
-        }
-        if wait::wait_until(
-            &RoomFor {
-                publisher: self,
-                seq,
-            },
-            deadline,
-        ) {
-            Ok(())
-        } else {
-            Err(self
-                .service
-                .error(Operation::Send, ErrorKind::Timeout)
-                .with_detail("subscribers did not take the oldest sample in time"))
-        }
+        seq + history < pool.min_cursor + capacity
+            || seq < self.refresh_min_cursor(pool, seq) + capacity
     }
 
     /// The lowest cursor on this publisher among live subscribers (or
     /// `seq` when there are none), remembered for the next sends.
-    fn refresh_min_cursor(&self, seq: u64) -> u64 {
+    fn refresh_min_cursor(&self, pool: &mut Pool, seq: u64) -> u64 {
         let c = &self.service.control;
         let mut min = seq;
         // SeqCst fence: orders this place's earlier head stores before the
@@ -304,7 +330,7 @@ impl<T: Payload + ?Sized> Publisher<T> {
                 min = min.min(c.cursor(i, self.index).load(Ordering::SeqCst));
             }
         }
-        self.pool.borrow_mut().min_cursor = min;
+        pool.min_cursor = min;
         min
     }
 }
@@ -329,6 +355,34 @@ impl<T: Pod> Publisher<T> {
         let mut sample = self.loan_uninit()?;
         *sample = *value;
         sample.send()
+    }
+
+    /// Copies `value` into a sample and sends it as an async task: see
+    /// [`SampleMut::send_async`].
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use memlink::pubsub::{Overflow, ServiceOptions};
+    /// # let name = format!("memlink-doc-send-async-{}", std::process::id());
+    /// let options = ServiceOptions::new().overflow(Overflow::Block).capacity(1);
+    /// let subscriber = options.subscriber::<u64>(&name)?;
+    /// let publisher = options.publisher::<u64>(&name)?;
+    /// publisher.send_copy_async(&1).await?;            // room for one
+    /// let (sent, received) = tokio::join!(publisher.send_copy_async(&2), async {
+    ///     let first = *subscriber.recv_async().await?;  // makes room
+    ///     Ok::<u64, memlink::Error>(first)
+    /// });
+    /// sent?;
+    /// assert_eq!(received?, 1);
+    /// # Ok::<(), memlink::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn send_copy_async(&self, value: &T) -> Result<()> {
+        let mut sample = self.loan_uninit()?;
+        *sample = *value;
+        sample.send_async().await
     }
 }
 
@@ -410,6 +464,7 @@ impl Pool {
             window,
             retired,
             min_cursor: 0,
+            loans: 0,
         })
     }
 
@@ -439,6 +494,14 @@ pub struct SampleMut<'a, T: Payload + ?Sized> {
     sent: bool,
 }
 
+// SAFETY: a loan is exclusive access to a slot of the publisher's own
+// partition (nobody else reads or writes it until it is sent) plus a
+// borrow of its `Sync` publisher; sending or dropping it from another
+// thread goes through the publisher's lock.
+unsafe impl<T: Payload + ?Sized + Send> Send for SampleMut<'_, T> {}
+// SAFETY: `&SampleMut` gives only `&T`.
+unsafe impl<T: Payload + ?Sized + Sync> Sync for SampleMut<'_, T> {}
+
 impl<T: Payload + ?Sized> SampleMut<'_, T> {
     /// Publishes the sample to every subscriber, without copying it. Under
     /// [`Overflow::Block`](super::Overflow::Block) this waits (as long as
@@ -455,11 +518,39 @@ impl<T: Payload + ?Sized> SampleMut<'_, T> {
         self.send_until(super::deadline_after(timeout))
     }
 
+    /// As [`send`](SampleMut::send), awaited by an async task (features
+    /// `tokio` or `async-io`; see [`wait::ready`](crate::wait::ready)):
+    /// under [`Overflow::Block`](super::Overflow::Block) the task sleeps
+    /// until the slowest live subscriber has room. Cancel-safe: dropping
+    /// the future before it is done gives the slot back, unsent.
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn send_async(mut self) -> Result<()> {
+        self.sent = true;
+        let guard = Unsent(&self);
+        // SAFETY: `ptr` points at this loan's payload (see `loan_bytes`).
+        let bytes = unsafe { (*guard.0.ptr).byte_len() } as u64;
+        guard.0.publisher.publish_async(guard.0.slot, bytes).await?;
+        std::mem::forget(guard);
+        Ok(())
+    }
+
     fn send_until(mut self, deadline: Option<Instant>) -> Result<()> {
         self.sent = true;
         // SAFETY: `ptr` points at this loan's payload (see `loan_bytes`).
         let bytes = unsafe { (*self.ptr).byte_len() } as u64;
         self.publisher.publish(self.slot, bytes, deadline)
+    }
+}
+
+/// Gives an async send's slot back if the send is dropped (cancelled) or
+/// fails before it is published.
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+struct Unsent<'s, 'a, T: Payload + ?Sized>(&'s SampleMut<'a, T>);
+
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+impl<T: Payload + ?Sized> Drop for Unsent<'_, '_, T> {
+    fn drop(&mut self) {
+        self.0.publisher.give_back(self.0.slot);
     }
 }
 
@@ -497,43 +588,46 @@ impl<T: Payload + ?Sized> fmt::Debug for SampleMut<'_, T> {
     }
 }
 
-/// A blocked publisher waits for room for sample `seq`: every live
-/// subscriber past sample `seq - capacity`.
-struct RoomFor<'a, T: Payload + ?Sized> {
-    publisher: &'a Publisher<T>,
-    seq: u64,
-}
-
-impl<T: Payload + ?Sized> Waitable for RoomFor<'_, T> {
+/// A publisher waits for room to send: under
+/// [`Overflow::Block`](super::Overflow::Block), until every live
+/// subscriber has taken the sample the next send overwrites; otherwise it
+/// is always ready.
+impl<T: Payload + ?Sized> Waitable for Publisher<T> {
     fn is_ready(&self) -> bool {
-        let capacity = self.publisher.service.layout().capacity();
-        self.seq < self.publisher.refresh_min_cursor(self.seq) + capacity
+        if self.service.layout().settings.overflow != 1 {
+            return true;
+        }
+        let mut pool = self.pool();
+        let seq = pool.head;
+        self.has_room(&mut pool, seq)
     }
 
     fn bell(&self) -> (&Bell, &sys::Doorbell) {
-        let p = self.publisher;
-        (&p.service.control.publisher(p.index).bell, &p.doorbell)
+        (
+            &self.service.control.publisher(self.index).bell,
+            &self.doorbell,
+        )
     }
 
     /// SeqCst: pairs with the subscriber's SeqCst cursor store and load of
     /// these bits: either it sees the bit and rings, or the re-check sees
     /// its progress.
     fn arm(&self) {
-        let (_, bit) = bit_of(self.publisher.index);
-        let c = &self.publisher.service.control;
+        let (_, bit) = bit_of(self.index);
+        let c = &self.service.control;
         c.space_sleepers().fetch_or(bit, Ordering::SeqCst);
     }
 
     fn disarm(&self) {
-        let (_, bit) = bit_of(self.publisher.index);
-        let c = &self.publisher.service.control;
+        let (_, bit) = bit_of(self.index);
+        let c = &self.service.control;
         c.space_sleepers().fetch_and(!bit, Ordering::Relaxed);
     }
 
     /// A laggard that makes no progress may be dead; the kernel says so
     /// through its claim. A failure to look leaves the wait to its deadline.
     fn after_idle(&self) {
-        let _ = self.publisher.service.reap_dead_subscribers();
+        let _ = self.service.reap_dead_subscribers();
     }
 
     fn recheck(&self) -> Duration {

@@ -23,7 +23,8 @@ pub(super) enum Role {
     Subscriber,
 }
 
-/// The doorbells of the other role's places, opened when first rung.
+/// The doorbells of the other role's places, opened when first rung. The
+/// lock is taken only to ring, which happens only when someone sleeps.
 #[derive(Default)]
 pub(super) struct Bells(crate::messaging::Bells);
 
@@ -129,12 +130,21 @@ impl Service {
         let service = Service::connect(name, options, payload)?;
         service.reap_dead_subscribers()?;
         let (index, claim) = service.claim_place(role)?;
-        // Relaxed: published with the entry's SeqCst ACTIVE store.
-        let flags = match role {
-            Role::Publisher => &service.control.publisher(index).flags,
-            Role::Subscriber => &service.control.subscriber(index).flags,
+        // Relaxed: published with the entry's SeqCst ACTIVE store. The
+        // place's previous holder may have died listening: its count of
+        // async waiters is not ours.
+        let (flags, bell) = match role {
+            Role::Publisher => {
+                let e = service.control.publisher(index);
+                (&e.flags, &e.bell)
+            }
+            Role::Subscriber => {
+                let e = service.control.subscriber(index);
+                (&e.flags, &e.bell)
+            }
         };
         flags.store(0, Ordering::Relaxed);
+        bell.listening.store(0, Ordering::Relaxed);
         let l = service.layout();
         let (offset, len, writable) = match role {
             Role::Publisher => (l.data + l.partition(index), l.partition_size, true),
@@ -415,6 +425,12 @@ pub struct ParticipantInfo {
     pub samples: u64,
     /// Samples a subscriber missed because the publisher overwrote them.
     pub missed: u64,
+    /// Whether its sleeping mark is set: it waits (or a waiter left the
+    /// mark for a peer to clear with a needless ring).
+    pub sleeping: bool,
+    /// How many async tasks of its process wait through its pollable
+    /// doorbell now.
+    pub listening: u32,
 }
 
 /// Looks at a service without joining it: its settings, its live
@@ -455,22 +471,30 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
     }
     let publishers = participants(&control, &handle, Role::Publisher)?
         .into_iter()
-        .map(|(index, pid)| ParticipantInfo {
-            index,
-            pid,
-            samples: control.publisher(index).sent.load(Ordering::Relaxed),
-            missed: 0,
+        .map(|(index, pid)| {
+            let e = control.publisher(index);
+            ParticipantInfo {
+                index,
+                pid,
+                samples: e.sent.load(Ordering::Relaxed),
+                missed: 0,
+                sleeping: control.space_sleepers().load(Ordering::Relaxed) & (1 << index) != 0,
+                listening: e.bell.listening.load(Ordering::Relaxed),
+            }
         })
         .collect();
     let subscribers = participants(&control, &handle, Role::Subscriber)?
         .into_iter()
         .map(|(index, pid)| {
             let e = control.subscriber(index);
+            let (w, bit) = super::bit_of(index);
             ParticipantInfo {
                 index,
                 pid,
                 samples: e.received.load(Ordering::Relaxed),
                 missed: e.missed.load(Ordering::Relaxed),
+                sleeping: control.sleepers(w).load(Ordering::Relaxed) & bit != 0,
+                listening: e.bell.listening.load(Ordering::Relaxed),
             }
         })
         .collect();

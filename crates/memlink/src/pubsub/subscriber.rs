@@ -1,10 +1,10 @@
 //! The subscribing side: a cursor per publisher, samples borrowed in place.
 
-use std::cell::{Cell, RefCell};
 use std::fmt;
 use std::marker::PhantomData;
 use std::ops::Deref;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
@@ -19,7 +19,8 @@ use crate::wait::{self, Waitable};
 ///
 /// It receives every publisher's samples in the order each publisher sent
 /// them, reading them in place in shared memory that is mapped read-only.
-/// May be moved to another thread but not shared between threads.
+/// `Send` and `Sync`: threads (and async tasks) may share one subscriber;
+/// each sample goes to one of them.
 ///
 /// ```
 /// use std::time::Duration;
@@ -38,15 +39,25 @@ pub struct Subscriber<T: Payload + ?Sized> {
     data: sys::Mapping,
     doorbell: sys::Doorbell,
     publisher_bells: Bells,
-    cursors: RefCell<Vec<u64>>,
-    /// The publisher place to look at first, so that one busy publisher
-    /// does not starve the others.
-    next: Cell<u32>,
-    held: Cell<u32>,
-    missed: Cell<u64>,
+    /// What a receive reads and moves. A lock, uncontended unless threads
+    /// share the subscriber: two atomic operations per receive (measured:
+    /// no change in the polling round trip).
+    reader: Mutex<Reader>,
+    /// Samples borrowed now (dropped samples give theirs back without the
+    /// lock).
+    held: AtomicU32,
     _claim: sys::Claim,
     service: Service,
     _payload: PhantomData<fn() -> Box<T>>,
+}
+
+/// A subscriber's place in each publisher's sequence.
+struct Reader {
+    cursors: Vec<u64>,
+    /// The publisher place to look at first, so that one busy publisher
+    /// does not starve the others.
+    next: u32,
+    missed: u64,
 }
 
 impl<T: Payload + ?Sized> Subscriber<T> {
@@ -103,10 +114,12 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             data,
             doorbell,
             publisher_bells: Bells::default(),
-            cursors: RefCell::new(cursors),
-            next: Cell::new(0),
-            held: Cell::new(0),
-            missed: Cell::new(0),
+            reader: Mutex::new(Reader {
+                cursors,
+                next: 0,
+                missed: 0,
+            }),
+            held: AtomicU32::new(0),
             _claim: claim,
             service,
             _payload: PhantomData,
@@ -121,7 +134,13 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     /// Samples lost so far because a publisher overwrote them before this
     /// subscriber took them ([`Overflow::Overwrite`](super::Overflow)).
     pub fn missed(&self) -> u64 {
-        self.missed.get()
+        self.reader().missed
+    }
+
+    /// The reader state; a thread that panicked holding it left it
+    /// consistent (every update is a plain store), so poison is ignored.
+    fn reader(&self) -> MutexGuard<'_, Reader> {
+        self.reader.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// How many publishers are connected now. Zero means every publisher is
@@ -133,11 +152,12 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     /// The next sample, if one is waiting. Never blocks.
     pub fn try_recv(&self) -> Result<Option<Sample<'_, T>>> {
         let count = self.service.layout().settings.max_publishers;
-        let first = self.next.get();
+        let mut reader = self.reader();
+        let first = reader.next;
         for k in 0..count {
             let p = (first + k) % count;
-            if let Some(sample) = self.take_from(p)? {
-                self.next.set((p + 1) % count);
+            if let Some(sample) = self.take_from(&mut reader, p)? {
+                reader.next = (p + 1) % count;
                 return Ok(Some(sample));
             }
         }
@@ -155,6 +175,38 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     /// [`ErrorKind::Timeout`](crate::ErrorKind::Timeout) error then.
     pub fn recv_timeout(&self, timeout: Duration) -> Result<Sample<'_, T>> {
         self.recv_until(super::deadline_after(timeout))
+    }
+
+    /// The next sample, awaited by an async task (features `tokio` or
+    /// `async-io`; see [`wait::ready`] for how it sleeps and what it
+    /// needs). Many tasks may await one subscriber at once; each sample
+    /// goes to one of them.
+    ///
+    /// Cancel-safe: a sample is only taken in the poll that returns it, so
+    /// dropping the future (a `select!` that took another branch, a
+    /// timeout) loses nothing and leaves no waiter behind.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use memlink::pubsub::{Publisher, Subscriber};
+    /// # let name = format!("memlink-doc-recv-async-{}", std::process::id());
+    /// let subscriber = Subscriber::<u64>::connect(&name)?;
+    /// Publisher::<u64>::connect(&name)?.send_copy(&9)?;
+    /// assert_eq!(*subscriber.recv_async().await?, 9);
+    /// # Ok::<(), memlink::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn recv_async(&self) -> Result<Sample<'_, T>> {
+        loop {
+            if let Some(sample) = self.try_recv()? {
+                return Ok(sample);
+            }
+            wait::ready(self)
+                .await
+                .map_err(|e| e.reframe(Operation::Receive))?;
+        }
     }
 
     fn recv_until(&self, deadline: Option<Instant>) -> Result<Sample<'_, T>> {
@@ -175,12 +227,11 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     }
 
     /// Takes publisher `p`'s next sample, if it has one.
-    fn take_from(&self, p: u32) -> Result<Option<Sample<'_, T>>> {
+    fn take_from(&self, reader: &mut Reader, p: u32) -> Result<Option<Sample<'_, T>>> {
         let c = &self.service.control;
         let layout = self.service.layout();
         let capacity = layout.capacity();
-        let mut cursors = self.cursors.borrow_mut();
-        let start = cursors[p as usize];
+        let start = reader.cursors[p as usize];
         let mut seq = start;
         let taken = loop {
             // Acquire: pairs with the publisher's SeqCst (release) store of
@@ -204,22 +255,18 @@ impl<T: Payload + ?Sized> Subscriber<T> {
                     break None;
                 }
                 let oldest = head.saturating_sub(capacity).max(seq + 1);
-                self.missed
-                    .set(self.missed.get().saturating_add(oldest - seq));
+                reader.missed = reader.missed.saturating_add(oldest - seq);
                 seq = oldest;
                 continue;
             }
             let limit = layout.settings.max_borrowed;
-            if self.held.get() >= limit {
+            if self.held.load(Ordering::Relaxed) >= limit {
                 // Keep the skip past overwritten samples, or the next call
                 // would count them as missed again.
                 if seq != start {
-                    cursors[p as usize] = seq;
-                    drop(cursors);
+                    reader.cursors[p as usize] = seq;
                     self.store_cursor(p, seq);
-                    self.publish_missed();
-                } else {
-                    drop(cursors);
+                    self.publish_missed(reader);
                 }
                 return Err(self
                     .service
@@ -231,7 +278,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
             let slot = entry_slot(e);
             if slot >= layout.slots {
                 // Not something a memlink publisher writes; skip it.
-                self.missed.set(self.missed.get().saturating_add(1));
+                reader.missed = reader.missed.saturating_add(1);
                 seq += 1;
                 continue;
             }
@@ -244,7 +291,7 @@ impl<T: Payload + ?Sized> Subscriber<T> {
                 // We hold this slot already, for another entry: no
                 // publisher names a slot twice, and holding it twice would
                 // free it when either sample is dropped. Skip this one.
-                self.missed.set(self.missed.get().saturating_add(1));
+                reader.missed = reader.missed.saturating_add(1);
                 seq += 1;
                 continue;
             }
@@ -257,20 +304,22 @@ impl<T: Payload + ?Sized> Subscriber<T> {
         };
         let Some((slot, bytes)) = taken else {
             if seq != start {
-                cursors[p as usize] = seq;
+                reader.cursors[p as usize] = seq;
                 self.store_cursor(p, seq);
-                self.publish_missed();
+                self.publish_missed(reader);
             }
             return Ok(None);
         };
-        cursors[p as usize] = seq + 1;
-        drop(cursors);
+        reader.cursors[p as usize] = seq + 1;
         self.store_cursor(p, seq + 1);
-        self.held.set(self.held.get() + 1);
+        // Relaxed: the count is this process's alone; the reader lock
+        // orders the takes, and drops only lower it.
+        self.held.fetch_add(1, Ordering::Relaxed);
         let e = c.subscriber(self.index);
+        // Written under the reader lock only: a plain increment.
         e.received
             .store(e.received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
-        self.publish_missed();
+        self.publish_missed(reader);
         let stride = layout.stride;
         let bytes = bytes.min(layout.settings.max_payload);
         let offset = layout.partition(p) + slot * stride;
@@ -287,9 +336,9 @@ impl<T: Payload + ?Sized> Subscriber<T> {
     }
 
     /// Shows the missed count to inspectors (`memlink info`).
-    fn publish_missed(&self) {
+    fn publish_missed(&self, reader: &Reader) {
         let e = self.service.control.subscriber(self.index);
-        e.missed.store(self.missed.get(), Ordering::Relaxed);
+        e.missed.store(reader.missed, Ordering::Relaxed);
     }
 
     /// Publishes this subscriber's progress on `p`, and under the block
@@ -327,11 +376,11 @@ impl<T: Payload + ?Sized> Waitable for Subscriber<T> {
     /// would fail because too many samples are held.
     fn is_ready(&self) -> bool {
         let c = &self.service.control;
-        if self.held.get() >= self.service.layout().settings.max_borrowed {
+        if self.held.load(Ordering::Relaxed) >= self.service.layout().settings.max_borrowed {
             return true;
         }
-        let cursors = self.cursors.borrow();
-        cursors.iter().enumerate().any(|(p, &seq)| {
+        let reader = self.reader();
+        reader.cursors.iter().enumerate().any(|(p, &seq)| {
             let p = p as u32;
             // Acquire: as in `take_from`.
             match entry_order(c.ring(p, seq).load(Ordering::Acquire), seq) {
@@ -407,7 +456,8 @@ impl<T: Payload + ?Sized> Drop for Subscriber<T> {
         if waiting != 0 {
             for p in 0..self.service.layout().settings.max_publishers {
                 if waiting & (1 << p) != 0 {
-                    self.store_cursor(p, self.cursors.borrow()[p as usize]);
+                    let cursor = self.reader().cursors[p as usize];
+                    self.store_cursor(p, cursor);
                 }
             }
         }
@@ -432,6 +482,13 @@ pub struct Sample<'a, T: Payload + ?Sized> {
     seq: u64,
     ptr: *const T,
 }
+
+// SAFETY: a sample is a shared borrow of a slot that nobody writes while
+// it is held (see `Deref`) plus a borrow of its `Sync` subscriber; dropping
+// it on another thread only clears an atomic bit and lowers an atomic count.
+unsafe impl<T: Payload + ?Sized + Sync> Send for Sample<'_, T> {}
+// SAFETY: `&Sample` gives only `&T` (read-only, see `Deref`).
+unsafe impl<T: Payload + ?Sized + Sync> Sync for Sample<'_, T> {}
 
 impl<T: Payload + ?Sized> Sample<'_, T> {
     /// The place of the publisher that sent it.
@@ -472,7 +529,8 @@ impl<T: Payload + ?Sized> Drop for Sample<'_, T> {
             .control
             .holders(self.publisher, self.slot, w)
             .fetch_and(!bit, Ordering::Release);
-        s.held.set(s.held.get() - 1);
+        // Relaxed: see `take_from`.
+        s.held.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

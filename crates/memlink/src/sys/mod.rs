@@ -96,10 +96,67 @@ pub(crate) use platform::Claim;
 /// A participant's doorbell: `Doorbell::new(&Handle, index)`,
 /// `wait(&Bell, seen, Option<Instant>) -> bool` (sleeps while the bell's
 /// count holds `seen`, until rung; false once the deadline has passed) and
-/// `ring(&Bell)` (bumps the count, then wakes the sleeper): sleeping until
+/// `ring(&Bell)` (bumps the count, then wakes the sleeper, and signals the
+/// pollable doorbell when the bell's `listening` is set): sleeping until
 /// another process rings, futex-style. The [`layout::Bell`] lives in the
 /// shared memory of the participant's object.
+///
+/// For waiting on many and async:
+///
+/// - `Doorbell::wait_any(&[Armed], Option<Instant>) -> Result<()>`: sleeps
+///   until one of the members is rung (its count moves off the one seen)
+///   or the deadline; at most [`WAIT_ANY_MAX`] members; an `Unsupported`
+///   error where the OS cannot.
+/// - `doorbell.rung(&Bell, seen, recheck).await -> Result<()>` (with the
+///   `tokio` or `async-io` feature): the async task's sleep, until rung or
+///   `recheck` has passed, without a thread in between on Linux (a
+///   pollable socket in the executor's reactor) and through a thread-pool
+///   wait on Windows.
+/// - `doorbell.waiters() -> &Waiters`: the threads and tasks of this
+///   process waiting on it.
 pub(crate) use platform::Doorbell;
+
+/// How many doorbells `Doorbell::wait_any` takes at once.
+pub(crate) use platform::WAIT_ANY_MAX;
+
+/// One member of a `Doorbell::wait_any`: its bell, its doorbell, and the
+/// count read before it was armed.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Armed<'a> {
+    pub(crate) bell: &'a layout::Bell,
+    pub(crate) doorbell: &'a Doorbell,
+    pub(crate) seen: u32,
+}
+
+/// How many threads and tasks of this process wait on one participant's
+/// doorbell: the last one to leave clears the sleeping mark, so that one
+/// waiter that is done does not take the mark from under another.
+#[derive(Debug, Default)]
+pub(crate) struct Waiters(std::sync::Mutex<u32>);
+
+impl Waiters {
+    /// Counts a waiter in.
+    pub(crate) fn enter(&self) {
+        *self.count() += 1;
+    }
+
+    /// Counts a waiter out; `disarm` runs if it was the last, under the
+    /// same lock as `enter`, so a waiter that comes in meanwhile arms
+    /// after it.
+    pub(crate) fn leave(&self, disarm: impl FnOnce()) {
+        let mut count = self.count();
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            disarm();
+        }
+    }
+
+    fn count(&self) -> std::sync::MutexGuard<'_, u32> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// `Ok(())` where messaging works, an `Unsupported` error about the named
 /// service elsewhere.

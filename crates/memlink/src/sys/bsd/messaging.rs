@@ -90,4 +90,35 @@ impl Doorbell {
     pub(crate) fn ring(&self, _bell: &Bell) {
         match self.0 {}
     }
+
+    pub(crate) fn object(&self) -> (ObjectKind, &str) {
+        match self.0 {}
+    }
+
+    pub(crate) fn waiters(&self) -> &crate::sys::Waiters {
+        match self.0 {}
+    }
+
+    pub(crate) fn wait_any(
+        members: &[crate::sys::Armed<'_>],
+        _deadline: Option<Instant>,
+    ) -> Result<()> {
+        match members.first() {
+            Some(m) => match m.doorbell.0 {},
+            None => Ok(()),
+        }
+    }
+
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub(crate) async fn rung(
+        &self,
+        _bell: &Bell,
+        _seen: u32,
+        _recheck: std::time::Duration,
+    ) -> Result<()> {
+        match self.0 {}
+    }
 }
+
+/// No doorbells here, so no limit that matters.
+pub(crate) const WAIT_ANY_MAX: usize = 64;

@@ -145,7 +145,7 @@ mod sidecar;
 mod sync;
 
 pub(crate) use listing::{inspect, list, reap, remove, remove_unheld};
-pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
+pub(crate) use messaging::{messaging_supported, Claim, Doorbell, WAIT_ANY_MAX};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::io;

@@ -13,19 +13,15 @@
 //! file. The locked bytes may lie past the end of the object: locks do not
 //! need data there.
 //!
-//! **Doorbells** are futex words inside the service (not `FUTEX_PRIVATE`:
-//! the word is shared between processes, which map it at different
-//! addresses; the kernel keys it by the page).
+//! **Doorbells** (futex words inside the service, and pollable sockets
+//! for async waits) are in `doorbell.rs`.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use rustix::io::Errno;
 
 use super::{Handle, Mapping};
 use crate::error::{Error, ObjectKind, Operation, Result};
-use crate::sys::layout::Bell;
 use crate::sys::CreateSpec;
 
 /// Whether messaging works on this platform: it does.
@@ -110,33 +106,5 @@ impl Drop for Claim {
             libc::F_UNLCK as i16,
             self.index,
         );
-    }
-}
-
-/// Where a participant sleeps until another one rings: on Linux the futex
-/// word itself, so there is nothing to hold.
-#[derive(Debug)]
-pub(crate) struct Doorbell(());
-
-impl Doorbell {
-    /// The doorbell of place `index` of the object `handle` refers to.
-    pub(crate) fn new(_handle: &Handle, _index: u32) -> Result<Doorbell> {
-        Ok(Doorbell(()))
-    }
-
-    /// Sleeps while `bell.count` holds `seen`, until rung or `deadline`.
-    /// Returns false once the deadline has passed; may return early
-    /// (callers re-check their condition).
-    pub(crate) fn wait(&self, bell: &Bell, seen: u32, deadline: Option<Instant>) -> bool {
-        super::sync::futex_wait(&bell.count, seen, deadline)
-    }
-
-    /// Rings: bumps `bell.count`, then wakes whoever sleeps on it. SeqCst:
-    /// a sleeper read the count before it set its sleeping mark and sleeps
-    /// only while the count is unchanged, so either its futex wait sees
-    /// this change or this wake finds it asleep.
-    pub(crate) fn ring(&self, bell: &Bell) {
-        bell.count.fetch_add(1, Ordering::SeqCst);
-        super::sync::futex_wake(&bell.count, super::sync::WAKE_ALL);
     }
 }

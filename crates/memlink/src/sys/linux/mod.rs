@@ -85,10 +85,14 @@
 //! A handle must not be shared with a child made by `fork` (the child's
 //! copy of the descriptor shares the lock); handles are close-on-exec.
 
+mod doorbell;
 mod messaging;
+#[cfg(any(feature = "tokio", feature = "async-io"))]
+mod reactor;
 mod sync;
 
-pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
+pub(crate) use doorbell::{Doorbell, WAIT_ANY_MAX};
+pub(crate) use messaging::{messaging_supported, Claim};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::ffi::CString;

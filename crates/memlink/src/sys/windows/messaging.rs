@@ -10,33 +10,24 @@
 //! claimer tries another place. `#` is outside memlink's name syntax, so
 //! these names never clash with objects users make.
 //!
-//! **Doorbells** are the named auto-reset events `NAME#w<index>`, made or
-//! opened by the sleeper and by everyone who rings it (the same object for
-//! all of them while any of them holds it). An auto-reset event keeps a
-//! ring that came before the wait, so none is lost. `WaitOnAddress` cannot
-//! be used: it wakes only threads of the same process.
+//! **Doorbells** (named auto-reset events) are in `doorbell.rs`.
 
-use std::os::windows::io::{AsRawHandle, FromRawHandle, OwnedHandle};
+use std::os::windows::io::{FromRawHandle, OwnedHandle};
 use std::ptr;
-use std::sync::atomic::Ordering;
-use std::time::Instant;
 
 use windows_sys::Win32::Foundation::{
-    SetLastError, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND, FALSE,
-    INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+    SetLastError, ERROR_ALREADY_EXISTS, ERROR_FILE_NOT_FOUND, ERROR_PATH_NOT_FOUND,
+    INVALID_HANDLE_VALUE,
 };
 use windows_sys::Win32::System::Memory::{
     CreateFileMappingW, OpenFileMappingW, FILE_MAP_READ, PAGE_READWRITE,
 };
-use windows_sys::Win32::System::Threading::{CreateEventW, SetEvent, WaitForSingleObject};
 
 use super::errors::{last_error, os_error};
 use super::names::{kernel_name, open_named, wide};
-use super::sync::millis_until;
 use super::Handle;
 use crate::error::{ObjectKind, Operation, Result};
 use crate::name::Name;
-use crate::sys::layout::Bell;
 use crate::sys::{CreateSpec, Mapping};
 
 /// Whether messaging works on this platform: it does.
@@ -115,59 +106,4 @@ impl Handle {
 #[derive(Debug)]
 pub(crate) struct Claim {
     _section: OwnedHandle,
-}
-
-/// A participant's doorbell: its named auto-reset event.
-#[derive(Debug)]
-pub(crate) struct Doorbell {
-    event: OwnedHandle,
-}
-
-impl Doorbell {
-    /// The doorbell of place `index` of the object `handle` refers to.
-    pub(crate) fn new(handle: &Handle, index: u32) -> Result<Doorbell> {
-        let name = wide(&format!("{}#w{index}", kernel_name(&handle.name)));
-        // SAFETY: default security, auto-reset, initially clear; the
-        // NUL-terminated name outlives the call. Opens the event if it exists.
-        let raw = unsafe { CreateEventW(ptr::null(), FALSE, FALSE, name.as_ptr()) };
-        if raw.is_null() {
-            return Err(os_error(
-                Operation::Connect,
-                handle.kind,
-                &handle.name,
-                last_error(),
-            ));
-        }
-        // SAFETY: `raw` is a fresh, valid handle that nothing else owns.
-        let event = unsafe { OwnedHandle::from_raw_handle(raw) };
-        Ok(Doorbell { event })
-    }
-
-    /// Sleeps while `bell.count` holds `seen`, until rung or `deadline`.
-    /// Returns false once the deadline has passed; may return early.
-    pub(crate) fn wait(&self, bell: &Bell, seen: u32, deadline: Option<Instant>) -> bool {
-        // Acquire pairs with the ringer's SeqCst increment: a ring already
-        // made is seen here without sleeping (the event would say so too).
-        if bell.count.load(Ordering::Acquire) != seen {
-            return true;
-        }
-        // SAFETY: the handle is valid for the call and has SYNCHRONIZE.
-        let outcome =
-            unsafe { WaitForSingleObject(self.event.as_raw_handle(), millis_until(deadline)) };
-        match outcome {
-            WAIT_OBJECT_0 => true,
-            WAIT_TIMEOUT => deadline.is_none_or(|d| Instant::now() < d),
-            // A failed wait is treated as a spurious wake-up; the caller's
-            // deadline still bounds it.
-            _ => true,
-        }
-    }
-
-    /// Rings: bumps `bell.count` (SeqCst, so a sleeper that read it before
-    /// setting its sleeping mark sees the change), then sets the event.
-    pub(crate) fn ring(&self, bell: &Bell) {
-        bell.count.fetch_add(1, Ordering::SeqCst);
-        // SAFETY: the handle is valid and was opened with all access.
-        let _ = unsafe { SetEvent(self.event.as_raw_handle()) };
-    }
 }

@@ -21,6 +21,7 @@
 //! test records 0x123 bytes as 0x1000). The creator's handle reports the
 //! size it asked for.
 
+mod doorbell;
 mod errors;
 mod listing;
 mod messaging;
@@ -30,8 +31,9 @@ mod sync;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use doorbell::{Doorbell, WAIT_ANY_MAX};
 pub(crate) use listing::{inspect, list, reap, remove, remove_unheld};
-pub(crate) use messaging::{messaging_supported, Claim, Doorbell};
+pub(crate) use messaging::{messaging_supported, Claim};
 pub(crate) use sync::{RawEvent, RawMutex, RawSemaphore};
 
 use std::ffi::c_void;
