@@ -490,7 +490,10 @@ fn a_bridge_killed_and_restarted_resumes_forwarding() {
     bridge_b.expect_log(&format!("bridging service {name}"), STARTUP);
     probe_until_routed(&mut publisher, &mut [&mut sub]);
     publisher.send("send 0 500 64");
-    assert_eq!(values(&collect(&mut sub, 500)), (0..500).collect::<Vec<_>>());
+    assert_eq!(
+        values(&collect(&mut sub, 500)),
+        (0..500).collect::<Vec<_>>()
+    );
 
     // Killed in the middle of a stream: while it publishes into B's
     // service, maybe holding a loan there.
@@ -521,7 +524,9 @@ fn a_bridge_killed_and_restarted_resumes_forwarding() {
         got[got.len() - 500..],
         (100000..100500).collect::<Vec<_>>()[..]
     );
-    assert!(got.iter().all(|&v| (500..20500).contains(&v) || v >= 100000));
+    assert!(got
+        .iter()
+        .all(|&v| (500..20500).contains(&v) || v >= 100000));
     // The bridge on A lived through it.
     assert_eq!(bridge_a.child.try_wait().unwrap(), None);
 }

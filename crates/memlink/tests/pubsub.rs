@@ -1104,14 +1104,21 @@ fn bridge_participants_are_marked_and_their_samples_are_known() {
     seen.sort();
     assert_eq!(
         seen,
-        [(1u32.to_le_bytes().to_vec(), false), (2u32.to_le_bytes().to_vec(), true)]
+        [
+            (1u32.to_le_bytes().to_vec(), false),
+            (2u32.to_le_bytes().to_vec(), true)
+        ]
     );
     let mut values = Vec::new();
     while let Some(sample) = plain.try_recv().unwrap() {
         values.push((*sample, sample.from_bridge()));
     }
     values.sort();
-    assert_eq!(values, [(1, false), (2, true)], "typed subscribers read bytes published as any");
+    assert_eq!(
+        values,
+        [(1, false), (2, true)],
+        "typed subscribers read bytes published as any"
+    );
 
     let info = inspect_service(&name).unwrap();
     let bridges = |list: &[memlink::pubsub::ParticipantInfo]| {

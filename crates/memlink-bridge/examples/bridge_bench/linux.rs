@@ -255,7 +255,10 @@ fn ping(args: &[&str]) {
         s[..8].copy_from_slice(&p.seq.to_le_bytes());
         s.send().unwrap();
         let until = Instant::now() + Duration::from_millis(100);
-        while let Ok(r) = p.pong.recv_timeout(until.saturating_duration_since(Instant::now())) {
+        while let Ok(r) = p
+            .pong
+            .recv_timeout(until.saturating_duration_since(Instant::now()))
+        {
             if value_of(&r) == p.seq {
                 break 'bridged;
             }

@@ -18,7 +18,6 @@
 //! (as root). `--pin same|different` puts all processes on vCPU 0, or the
 //! ping side on vCPU 0 and the echo side on vCPU 1.
 
-
 #[cfg(target_os = "linux")]
 mod linux;
 
