@@ -119,6 +119,14 @@ impl Queue {
             // place is ours, so it is dead.
             queue.settle_consumer(index);
         }
+        // Relaxed: published with the entry's Release ACTIVE store. The
+        // place's previous holder may have died listening: its count of
+        // async waiters is not ours.
+        let bell = match role {
+            Role::Producer => &queue.control.producer(index).bell,
+            Role::Consumer => &queue.control.consumer(index).bell,
+        };
+        bell.listening.store(0, Ordering::Relaxed);
         let l = queue.layout();
         let (offset, len, writable) = match role {
             Role::Producer => (l.data + l.partition(index), l.partition_size, true),
@@ -460,6 +468,12 @@ pub struct QueueParticipant {
     pub messages: u64,
     /// Messages acknowledged (consumers).
     pub done: u64,
+    /// Whether its sleeping mark is set: it waits (for a message, or for
+    /// room to send), or a waiter left the mark for the next ring to clear.
+    pub sleeping: bool,
+    /// How many async tasks of its process wait through its pollable
+    /// doorbell now.
+    pub listening: u32,
 }
 
 /// Looks at a queue without joining it: its settings, its live
@@ -503,22 +517,31 @@ pub fn inspect_queue(name: &str) -> Result<QueueInfo> {
     }
     let producers = participants(&control, &handle, Role::Producer)?
         .into_iter()
-        .map(|(index, pid)| QueueParticipant {
-            index,
-            pid,
-            messages: control.producer(index).sent.load(Ordering::Relaxed),
-            done: 0,
+        .map(|(index, pid)| {
+            let e = control.producer(index);
+            QueueParticipant {
+                index,
+                pid,
+                messages: e.sent.load(Ordering::Relaxed),
+                done: 0,
+                sleeping: control.counters().space_sleepers.load(Ordering::Relaxed) & (1 << index)
+                    != 0,
+                listening: e.bell.listening.load(Ordering::Relaxed),
+            }
         })
         .collect();
     let consumers = participants(&control, &handle, Role::Consumer)?
         .into_iter()
         .map(|(index, pid)| {
             let e = control.consumer(index);
+            let (w, bit) = messaging::bit_of(index);
             QueueParticipant {
                 index,
                 pid,
                 messages: e.taken.load(Ordering::Relaxed),
                 done: e.done.load(Ordering::Relaxed),
+                sleeping: control.sleepers(w).load(Ordering::Relaxed) & bit != 0,
+                listening: e.bell.listening.load(Ordering::Relaxed),
             }
         })
         .collect();
