@@ -69,14 +69,7 @@ pub(super) struct Settings {
 }
 
 /// The first bytes of a service.
-#[repr(C)]
-pub(super) struct Header {
-    pub(super) magic: AtomicU64,
-    pub(super) version: u32,
-    pub(super) header_size: u32,
-    pub(super) settings: Settings,
-    pub(super) payload: PayloadType,
-}
+type Header = crate::messaging::Header<Settings>;
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 const _: () = assert!(std::mem::align_of::<Header>() <= LINE as usize);
@@ -315,10 +308,6 @@ impl Control {
         // atomics (or structs of atomics), valid for any bit pattern and
         // accessed only atomically by every process.
         unsafe { &*self.base.add(offset as usize).cast::<A>() }
-    }
-
-    pub(super) fn header(&self) -> &Header {
-        self.at(0)
     }
 
     /// Word `w` of the sleeping-subscriber bits.

@@ -4,15 +4,13 @@
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, MAX_HEAD, VERSION,
+    Control, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, MAX_HEAD, VERSION,
 };
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
-use crate::messaging;
+use crate::messaging::{self, Format, Opened};
 use crate::name::Name;
 use crate::sys;
-use crate::sys::CreateSpec;
-use crate::types::{Access, Lifetime};
 
 const KIND: ObjectKind = ObjectKind::Service;
 
@@ -76,28 +74,8 @@ impl Service {
         options: &ServiceOptions,
         payload: PayloadType,
     ) -> Result<Service> {
-        let op = Operation::Connect;
-        let parsed = Name::parse(name, op, KIND)?;
-        sys::messaging_supported(&parsed)?;
-        let settings = options.resolve(&payload);
-        let layout = Layout::new(settings, &payload, name, op)?;
-        let spec = CreateSpec {
-            size: layout.total,
-            lifetime: Lifetime::LastHandle,
-            mode: options.mode,
-            reserve: true,
-        };
-        let mut init = |mapping: &sys::Mapping| {
-            write_header(mapping, &layout, &payload);
-            Ok(())
-        };
-        match messaging::create_or_open(&parsed, KIND, &spec, &mut init)? {
-            (handle, true) => Service::map(handle, parsed, layout),
-            (handle, false) => {
-                let layout = read_layout(&handle, &parsed, Some((options, &payload)))?;
-                Service::map(handle, parsed, layout)
-            }
-        }
+        let opened = messaging::connect::<ServiceFormat>(name, options, payload)?;
+        Service::map(opened.handle, opened.name, opened.layout)
     }
 
     fn map(handle: sys::Handle, name: Name, layout: Layout) -> Result<Service> {
@@ -296,85 +274,49 @@ fn participants(control: &Control, handle: &sys::Handle, role: Role) -> Result<V
     Ok(live)
 }
 
-/// The creator's set-up: the header, then the magic that says it is done.
-fn write_header(mapping: &sys::Mapping, layout: &Layout, payload: &PayloadType) {
-    let header = mapping.as_ptr().cast::<Header>();
-    // SAFETY: the mapping is the whole new object (at least the header's
-    // size, page-aligned, so aligned for Header) and nobody else uses it
-    // yet: on Linux it has no name; on Windows joiners wait for the magic,
-    // which is stored last, before they read anything else.
-    unsafe {
-        std::ptr::addr_of_mut!((*header).version).write(VERSION);
-        std::ptr::addr_of_mut!((*header).header_size).write(std::mem::size_of::<Header>() as u32);
-        std::ptr::addr_of_mut!((*header).settings).write(layout.settings);
-        std::ptr::addr_of_mut!((*header).payload).write(*payload);
-        // Release: pairs with the joiner's Acquire load of the magic; the
-        // fields above are visible once it is.
-        (*header).magic.store(MAGIC, Ordering::Release);
-    }
-}
+/// How a service lays out its header and memory.
+pub(super) struct ServiceFormat;
 
-/// Reads a service's header and lays it out. With `expected`, checks it
-/// against what a joiner asked for.
-fn read_layout(
-    handle: &sys::Handle,
-    name: &Name,
-    expected: Option<(&ServiceOptions, &PayloadType)>,
-) -> Result<Layout> {
-    let op = if expected.is_some() {
-        Operation::Connect
-    } else {
-        Operation::Inspect
-    };
-    let incompatible =
-        |why: String| Error::new(op, KIND, name.given(), ErrorKind::Incompatible).with_detail(why);
-    let header_len = std::mem::size_of::<Header>();
-    if handle.size() < header_len as u64 {
-        return Err(incompatible(format!(
-            "it is {} bytes, too small for a service header",
-            handle.size()
-        )));
+impl Format for ServiceFormat {
+    const KIND: ObjectKind = KIND;
+    const MAGIC: u64 = MAGIC;
+    const VERSION: u32 = VERSION;
+    type Options = ServiceOptions;
+    type Settings = Settings;
+    type Layout = Layout;
+
+    fn resolve(options: &ServiceOptions, payload: &PayloadType) -> Settings {
+        options.resolve(payload)
     }
-    let map = handle
-        .map(0, header_len, false)
-        .map_err(|e| e.reframe(op))?;
-    let header = map.as_ptr().cast::<Header>();
-    // SAFETY: the mapping holds a whole Header, page-aligned; the magic is
-    // an atomic, read atomically.
-    let magic = unsafe { &(*header).magic };
-    messaging::await_magic(magic, MAGIC, "service").map_err(incompatible)?;
-    // SAFETY: after the magic, the header's plain fields are written and
-    // never change again; read them by copy.
-    let (version, settings, payload) = unsafe {
-        (
-            std::ptr::addr_of!((*header).version).read(),
-            std::ptr::addr_of!((*header).settings).read(),
-            std::ptr::addr_of!((*header).payload).read(),
-        )
-    };
-    if version != VERSION {
-        return Err(incompatible(format!(
-            "its layout is version {version}; this memlink reads version {VERSION}"
-        )));
+
+    fn check(
+        options: &ServiceOptions,
+        existing: &Settings,
+        payload: &PayloadType,
+    ) -> std::result::Result<(), String> {
+        options.check(existing, payload)
     }
-    if let Some((options, wanted)) = expected {
-        if payload != *wanted && !options.any_payload {
-            return Err(incompatible(format!(
-                "the payload type here is {wanted}, the service carries {payload}"
-            )));
-        }
-        options.check(&settings, &payload).map_err(incompatible)?;
+
+    fn any_payload(options: &ServiceOptions) -> bool {
+        options.any_payload
     }
-    let layout = Layout::new(settings, &payload, name.given(), op)
-        .map_err(|e| incompatible(format!("its settings are unusable ({e})")))?;
-    if handle.size() < layout.total {
-        return Err(incompatible(format!(
-            "it is {} bytes, its settings need {}",
-            handle.size(),
-            layout.total
-        )));
+
+    fn mode(options: &ServiceOptions) -> u32 {
+        options.mode
     }
-    Ok(layout)
+
+    fn lay_out(
+        settings: Settings,
+        payload: &PayloadType,
+        name: &str,
+        op: Operation,
+    ) -> Result<Layout> {
+        Layout::new(settings, payload, name, op)
+    }
+
+    fn total(layout: &Layout) -> u64 {
+        layout.total
+    }
 }
 
 /// What [`inspect_service`] found out about a service.
@@ -447,19 +389,16 @@ pub struct ParticipantInfo {
 /// # Ok::<(), memlink::Error>(())
 /// ```
 pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
-    let op = Operation::Inspect;
-    let parsed = Name::parse(name, op, KIND)?;
-    sys::messaging_supported(&parsed)?;
-    let handle = sys::Handle::open(&parsed, KIND, Access::ReadOnly).map_err(|e| e.reframe(op))?;
-    let layout = read_layout(&handle, &parsed, None)?;
+    let Opened {
+        handle,
+        layout,
+        payload,
+        ..
+    } = messaging::inspect::<ServiceFormat>(name)?;
     let map = handle.map(0, layout.data as usize, false)?;
     // SAFETY: as in `Service::map`; only loads are made through it, as the
     // mapping is read-only.
     let control = unsafe { Control::new(map.as_ptr(), layout) };
-    let header = control.header();
-    // SAFETY: written before the magic (which `read_layout` saw) and never
-    // changed after.
-    let payload = unsafe { std::ptr::addr_of!(header.payload).read() };
     let s = layout.settings;
     let mut slots_held = 0;
     for p in 0..s.max_publishers {

@@ -21,7 +21,7 @@ pub(super) use crate::messaging::PayloadType;
 use crate::sys::layout::Bell;
 
 /// "mlqueue" and a version byte, in the first word once the queue is ready.
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mlqueue\x01");
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mlqueue\x01");
 /// The layout version; another version is an `Incompatible` error.
 pub(super) const VERSION: u32 = 1;
 const HEADER_SIZE: u64 = 512;
@@ -54,14 +54,7 @@ pub(super) struct Settings {
 }
 
 /// The first bytes of a queue.
-#[repr(C)]
-pub(super) struct Header {
-    pub(super) magic: AtomicU64,
-    pub(super) version: u32,
-    pub(super) header_size: u32,
-    pub(super) settings: Settings,
-    pub(super) payload: PayloadType,
-}
+type Header = crate::messaging::Header<Settings>;
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 
@@ -268,10 +261,6 @@ impl Control {
         // atomics (or structs of atomics), valid for any bit pattern and
         // accessed only atomically by every process.
         unsafe { &*self.base.add(offset as usize).cast::<A>() }
-    }
-
-    pub(super) fn header(&self) -> &Header {
-        self.at(0)
     }
 
     pub(super) fn counters(&self) -> &Counters {

@@ -1,0 +1,281 @@
+//! The header every messaging object starts with, and making or opening
+//! one: what services, queues (and any later kind) do the same way, with
+//! only their settings and layout told apart by [`Format`].
+//!
+//! ```text
+//! offset 0   magic (u64)       stored last by the creator (Release)
+//!        8   version (u32), header size (u32)
+//!       16   settings          the kind's own, fixed at creation
+//!        …   payload type      what the object carries
+//! ```
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use super::{PayloadType, SETUP_WAIT};
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::name::Name;
+use crate::sys;
+use crate::sys::CreateSpec;
+use crate::types::{Access, Lifetime};
+
+/// The first bytes of a messaging object.
+#[repr(C)]
+pub(crate) struct Header<S> {
+    pub(crate) magic: AtomicU64,
+    pub(crate) version: u32,
+    pub(crate) header_size: u32,
+    pub(crate) settings: S,
+    pub(crate) payload: PayloadType,
+}
+
+/// One kind of messaging object: its marks, its settings and how they lay
+/// it out.
+pub(crate) trait Format {
+    /// The kind, for names and errors.
+    const KIND: ObjectKind;
+    /// The first word of a finished object of this kind.
+    const MAGIC: u64;
+    /// The layout version; another is an `Incompatible` error.
+    const VERSION: u32;
+    /// What the settings of a new object come from, and what a joiner
+    /// expects of an existing one.
+    type Options;
+    /// The settings, stored in the header.
+    type Settings: Copy;
+    /// Where everything lies, worked out from the settings.
+    type Layout;
+
+    /// The settings a new object gets from `options`.
+    fn resolve(options: &Self::Options, payload: &PayloadType) -> Self::Settings;
+    /// Compares what `options` chose with an existing object's settings;
+    /// `Err` says every difference.
+    fn check(
+        options: &Self::Options,
+        existing: &Self::Settings,
+        payload: &PayloadType,
+    ) -> std::result::Result<(), String>;
+    /// Whether a joiner takes the object whatever its payload type.
+    fn any_payload(options: &Self::Options) -> bool;
+    /// The permission bits of a new object.
+    fn mode(options: &Self::Options) -> u32;
+    /// Lays out an object with `settings`; an error names `name` and `op`.
+    fn lay_out(
+        settings: Self::Settings,
+        payload: &PayloadType,
+        name: &str,
+        op: Operation,
+    ) -> Result<Self::Layout>;
+    /// The object's whole size in bytes.
+    fn total(layout: &Self::Layout) -> u64;
+}
+
+/// The magics of every messaging kind, to name a wrong one.
+const KINDS: [(u64, &str); 2] = [
+    (crate::pubsub::MAGIC, "a pub/sub service"),
+    (crate::queue::MAGIC, "a work queue"),
+];
+
+/// An object found or made, with its layout.
+pub(crate) struct Opened<F: Format> {
+    pub(crate) handle: sys::Handle,
+    pub(crate) name: Name,
+    pub(crate) layout: F::Layout,
+    /// What the object carries, as its creator recorded it.
+    pub(crate) payload: PayloadType,
+}
+
+/// Makes the object `name` with the caller's settings, or joins it when
+/// it exists, checking its payload type and every setting the caller
+/// chose explicitly.
+pub(crate) fn connect<F: Format>(
+    name: &str,
+    options: &F::Options,
+    payload: PayloadType,
+) -> Result<Opened<F>> {
+    let op = Operation::Connect;
+    let parsed = Name::parse(name, op, F::KIND)?;
+    sys::messaging_supported(&parsed)?;
+    let settings = F::resolve(options, &payload);
+    let layout = F::lay_out(settings, &payload, name, op)?;
+    let spec = CreateSpec {
+        size: F::total(&layout),
+        lifetime: Lifetime::LastHandle,
+        mode: F::mode(options),
+        reserve: true,
+    };
+    let mut init = |mapping: &sys::Mapping| {
+        write_header::<F>(mapping, settings, &payload);
+        Ok(())
+    };
+    let (handle, created) = create_or_open(&parsed, F::KIND, &spec, &mut init)?;
+    if created {
+        return Ok(Opened {
+            handle,
+            name: parsed,
+            layout,
+            payload,
+        });
+    }
+    read_layout(handle, parsed, op, |existing, found| {
+        if *found != payload && !F::any_payload(options) {
+            return Err(format!(
+                "the payload type here is {payload}, the {} carries {found}",
+                F::KIND
+            ));
+        }
+        F::check(options, existing, found)
+    })
+}
+
+/// Opens the object `name` read-only to look at it.
+pub(crate) fn inspect<F: Format>(name: &str) -> Result<Opened<F>> {
+    let op = Operation::Inspect;
+    let parsed = Name::parse(name, op, F::KIND)?;
+    sys::messaging_supported(&parsed)?;
+    let handle =
+        sys::Handle::open(&parsed, F::KIND, Access::ReadOnly).map_err(|e| e.reframe(op))?;
+    read_layout(handle, parsed, op, |_, _| Ok(()))
+}
+
+/// Makes the object `name` with `init` writing its header, or opens it
+/// when it exists; the handle and whether this call made it.
+fn create_or_open(
+    name: &Name,
+    kind: ObjectKind,
+    spec: &CreateSpec,
+    init: &mut dyn FnMut(&sys::Mapping) -> Result<()>,
+) -> Result<(sys::Handle, bool)> {
+    let op = Operation::Connect;
+    // Each failure below means another process won a race since the
+    // last step; the bound only guards against a livelock.
+    for _ in 0..1000 {
+        match sys::Handle::create_with(name, kind, spec, init) {
+            Ok(handle) => return Ok((handle, true)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(e.reframe(op)),
+        }
+        match sys::Handle::open(name, kind, Access::ReadWrite) {
+            Ok(handle) => return Ok((handle, false)),
+            Err(e) if e.kind() == ErrorKind::NotFound => {}
+            Err(e) => return Err(e.reframe(op)),
+        }
+    }
+    Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists)
+        .with_detail(format!("the {kind} kept being made and removed by others")))
+}
+
+/// The creator's set-up: the header, then the magic that says it is done.
+fn write_header<F: Format>(mapping: &sys::Mapping, settings: F::Settings, payload: &PayloadType) {
+    let header = mapping.as_ptr().cast::<Header<F::Settings>>();
+    // SAFETY: the mapping is the whole new object (at least the header's
+    // size, page-aligned, so aligned for the header) and nobody else uses
+    // it yet: on Linux it has no name; on Windows joiners wait for the
+    // magic, which is stored last, before they read anything else.
+    unsafe {
+        std::ptr::addr_of_mut!((*header).version).write(F::VERSION);
+        std::ptr::addr_of_mut!((*header).header_size)
+            .write(std::mem::size_of::<Header<F::Settings>>() as u32);
+        std::ptr::addr_of_mut!((*header).settings).write(settings);
+        std::ptr::addr_of_mut!((*header).payload).write(*payload);
+        // Release: pairs with the joiner's Acquire load of the magic (in
+        // `await_magic`); the fields above are visible once it is.
+        (*header).magic.store(F::MAGIC, Ordering::Release);
+    }
+}
+
+/// Reads an existing object's header, lets `expect` refuse its settings
+/// or payload (a joiner's expectations), and lays it out.
+fn read_layout<F: Format>(
+    handle: sys::Handle,
+    name: Name,
+    op: Operation,
+    expect: impl FnOnce(&F::Settings, &PayloadType) -> std::result::Result<(), String>,
+) -> Result<Opened<F>> {
+    let kind = F::KIND;
+    let incompatible =
+        |why: String| Error::new(op, kind, name.given(), ErrorKind::Incompatible).with_detail(why);
+    let header_len = std::mem::size_of::<Header<F::Settings>>();
+    if handle.size() < header_len as u64 {
+        return Err(incompatible(format!(
+            "it is {} bytes, too small for a {kind} header",
+            handle.size()
+        )));
+    }
+    let map = handle
+        .map(0, header_len, false)
+        .map_err(|e| e.reframe(op))?;
+    let header = map.as_ptr().cast::<Header<F::Settings>>();
+    // SAFETY: the mapping holds a whole header, page-aligned; the magic is
+    // an atomic, read atomically.
+    let magic = unsafe { &(*header).magic };
+    if let Err(why) = await_magic(magic, F::MAGIC, kind) {
+        // Where objects carry no kind of their own (Windows sections),
+        // another messaging object shows by its magic.
+        let found = magic.load(Ordering::Relaxed);
+        if let Some(&(_, what)) = KINDS.iter().find(|&&(m, _)| m == found) {
+            return Err(Error::new(op, kind, name.given(), ErrorKind::WrongKind)
+                .with_detail(format!("it is {what}")));
+        }
+        return Err(incompatible(why));
+    }
+    // SAFETY: after the magic, the header's plain fields are written and
+    // never change again; read them by copy.
+    let (version, settings, payload) = unsafe {
+        (
+            std::ptr::addr_of!((*header).version).read(),
+            std::ptr::addr_of!((*header).settings).read(),
+            std::ptr::addr_of!((*header).payload).read(),
+        )
+    };
+    if version != F::VERSION {
+        return Err(incompatible(format!(
+            "its layout is version {version}; this memlink reads version {}",
+            F::VERSION
+        )));
+    }
+    expect(&settings, &payload).map_err(incompatible)?;
+    let layout = F::lay_out(settings, &payload, name.given(), op)
+        .map_err(|e| incompatible(format!("its settings are unusable ({e})")))?;
+    if handle.size() < F::total(&layout) {
+        return Err(incompatible(format!(
+            "it is {} bytes, its settings need {}",
+            handle.size(),
+            F::total(&layout)
+        )));
+    }
+    drop(map);
+    Ok(Opened {
+        handle,
+        name,
+        layout,
+        payload,
+    })
+}
+
+/// Waits (a bounded while) for the creator's Release store of `expected`
+/// in `magic`; `Err` says why the object is not a usable `kind`.
+fn await_magic(
+    magic: &AtomicU64,
+    expected: u64,
+    kind: ObjectKind,
+) -> std::result::Result<(), String> {
+    let deadline = Instant::now() + SETUP_WAIT;
+    loop {
+        // Acquire: pairs with the creator's Release store of the magic.
+        match magic.load(Ordering::Acquire) {
+            m if m == expected => return Ok(()),
+            0 if Instant::now() < deadline => std::thread::yield_now(),
+            0 => {
+                return Err(
+                    "its creator never finished setting it up (it may have died doing so)".into(),
+                )
+            }
+            other => {
+                return Err(format!(
+                    "it is not a memlink {kind} (its first word is {other:#018x})"
+                ))
+            }
+        }
+    }
+}
