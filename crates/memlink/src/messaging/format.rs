@@ -29,8 +29,8 @@ pub(crate) struct Header<S> {
     pub(crate) payload: PayloadType,
 }
 
-/// One kind of messaging object: its marks, its settings and how they lay
-/// it out.
+/// One kind of messaging object, implemented by its options: its marks,
+/// its settings and how they lay it out.
 pub(crate) trait Format {
     /// The kind, for names and errors.
     const KIND: ObjectKind;
@@ -38,36 +38,82 @@ pub(crate) trait Format {
     const MAGIC: u64;
     /// The layout version; another is an `Incompatible` error.
     const VERSION: u32;
-    /// What the settings of a new object come from, and what a joiner
-    /// expects of an existing one.
-    type Options;
     /// The settings, stored in the header.
     type Settings: Copy;
     /// Where everything lies, worked out from the settings.
-    type Layout;
+    type Layout: ObjectLayout<Settings = Self::Settings>;
 
-    /// The settings a new object gets from `options`.
-    fn resolve(options: &Self::Options, payload: &PayloadType) -> Self::Settings;
-    /// Compares what `options` chose with an existing object's settings;
-    /// `Err` says every difference.
+    /// The settings a new object gets from these options.
+    fn resolve(&self, payload: &PayloadType) -> Self::Settings;
+    /// Compares what these options chose with an existing object's
+    /// settings; `Err` says every difference.
     fn check(
-        options: &Self::Options,
+        &self,
         existing: &Self::Settings,
         payload: &PayloadType,
     ) -> std::result::Result<(), String>;
     /// Whether a joiner takes the object whatever its payload type.
-    fn any_payload(options: &Self::Options) -> bool;
+    fn any_payload(&self) -> bool;
     /// The permission bits of a new object.
-    fn mode(options: &Self::Options) -> u32;
+    fn mode(&self) -> u32;
+}
+
+/// The layout of one kind of messaging object.
+pub(crate) trait ObjectLayout: Sized {
+    /// The settings it is worked out from.
+    type Settings;
     /// Lays out an object with `settings`; an error names `name` and `op`.
     fn lay_out(
         settings: Self::Settings,
         payload: &PayloadType,
         name: &str,
         op: Operation,
-    ) -> Result<Self::Layout>;
+    ) -> Result<Self>;
     /// The object's whole size in bytes.
-    fn total(layout: &Self::Layout) -> u64;
+    fn total(&self) -> u64;
+    /// The size of its control part (header, tables, rings), which comes
+    /// first; the payload data follows.
+    fn control_len(&self) -> u64;
+}
+
+/// The control part of a messaging object, mapped: typed access to its
+/// words, at offsets its layout gives.
+pub(crate) struct Control<L> {
+    map: sys::Mapping,
+    layout: L,
+}
+
+impl<L: ObjectLayout> Control<L> {
+    /// Maps the control part of the object `handle` refers to, laid out as
+    /// `layout` (writable for participants, read-only for inspectors).
+    pub(crate) fn map(
+        handle: &sys::Handle,
+        layout: L,
+        writable: bool,
+        op: Operation,
+    ) -> Result<Self> {
+        let map = handle
+            .map(0, layout.control_len() as usize, writable)
+            .map_err(|e| e.reframe(op))?;
+        Ok(Control { map, layout })
+    }
+
+    pub(crate) fn layout(&self) -> &L {
+        &self.layout
+    }
+
+    /// The `A` at `offset` in the control part.
+    pub(crate) fn at<A>(&self, offset: u64) -> &A {
+        debug_assert!(offset + std::mem::size_of::<A>() as u64 <= self.layout.control_len());
+        debug_assert_eq!(offset % std::mem::align_of::<A>() as u64, 0);
+        // SAFETY: every offset passed here comes from the layout, lies inside
+        // the control part (which `map` keeps mapped as long as `self`
+        // lives) and is aligned for `A` (lines are 64-byte aligned from a
+        // page-aligned base; words are 8-byte aligned within them). The types used are atomics (or structs of atomics), valid
+        // for any bit pattern and accessed only atomically by every
+        // process; a read-only mapping is only ever loaded from.
+        unsafe { &*self.map.as_ptr().add(offset as usize).cast::<A>() }
+    }
 }
 
 /// The magics of every messaging kind, to name a wrong one.
@@ -90,18 +136,18 @@ pub(crate) struct Opened<F: Format> {
 /// chose explicitly.
 pub(crate) fn connect<F: Format>(
     name: &str,
-    options: &F::Options,
+    options: &F,
     payload: PayloadType,
 ) -> Result<Opened<F>> {
     let op = Operation::Connect;
     let parsed = Name::parse(name, op, F::KIND)?;
     sys::messaging_supported(&parsed)?;
-    let settings = F::resolve(options, &payload);
-    let layout = F::lay_out(settings, &payload, name, op)?;
+    let settings = options.resolve(&payload);
+    let layout = F::Layout::lay_out(settings, &payload, name, op)?;
     let spec = CreateSpec {
-        size: F::total(&layout),
+        size: layout.total(),
         lifetime: Lifetime::LastHandle,
-        mode: F::mode(options),
+        mode: options.mode(),
         reserve: true,
     };
     let mut init = |mapping: &sys::Mapping| {
@@ -118,13 +164,13 @@ pub(crate) fn connect<F: Format>(
         });
     }
     read_layout(handle, parsed, op, |existing, found| {
-        if *found != payload && !F::any_payload(options) {
+        if *found != payload && !options.any_payload() {
             return Err(format!(
                 "the payload type here is {payload}, the {} carries {found}",
                 F::KIND
             ));
         }
-        F::check(options, existing, found)
+        options.check(existing, found)
     })
 }
 
@@ -235,13 +281,13 @@ fn read_layout<F: Format>(
         )));
     }
     expect(&settings, &payload).map_err(incompatible)?;
-    let layout = F::lay_out(settings, &payload, name.given(), op)
+    let layout = F::Layout::lay_out(settings, &payload, name.given(), op)
         .map_err(|e| incompatible(format!("its settings are unusable ({e})")))?;
-    if handle.size() < F::total(&layout) {
+    if handle.size() < layout.total() {
         return Err(incompatible(format!(
             "it is {} bytes, its settings need {}",
             handle.size(),
-            F::total(&layout)
+            layout.total()
         )));
     }
     drop(map);

@@ -13,7 +13,7 @@ use crate::sys;
 use crate::sys::layout::Bell;
 
 mod format;
-pub(crate) use format::{connect, inspect, Format, Header, Opened};
+pub(crate) use format::{connect, inspect, Control, Format, Header, ObjectLayout, Opened};
 
 /// How long a joiner waits for a creator that is still writing the header
 /// (only on Windows, where a section is visible before it is set up).

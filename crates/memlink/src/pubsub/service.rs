@@ -60,8 +60,6 @@ pub(super) struct Joined {
 /// subscribers, subscribers reap before they claim.
 pub(super) struct Service {
     pub(super) control: Control,
-    // Dropped after `control`, which points into it.
-    _control_map: sys::Mapping,
     pub(super) handle: sys::Handle,
     pub(super) name: Name,
 }
@@ -74,21 +72,14 @@ impl Service {
         options: &ServiceOptions,
         payload: PayloadType,
     ) -> Result<Service> {
-        let opened = messaging::connect::<ServiceFormat>(name, options, payload)?;
+        let opened = messaging::connect(name, options, payload)?;
         Service::map(opened.handle, opened.name, opened.layout)
     }
 
     fn map(handle: sys::Handle, name: Name, layout: Layout) -> Result<Service> {
-        let map = handle
-            .map(0, layout.data as usize, true)
-            .map_err(|e| e.reframe(Operation::Connect))?;
-        // SAFETY: the mapping covers the control part (`layout.data` bytes),
-        // starts at offset 0 (page-aligned), and is kept in the same struct,
-        // dropped after `control`.
-        let control = unsafe { Control::new(map.as_ptr(), layout) };
+        let control = Control::map(&handle, layout, true, Operation::Connect)?;
         Ok(Service {
             control,
-            _control_map: map,
             handle,
             name,
         })
@@ -274,51 +265,6 @@ fn participants(control: &Control, handle: &sys::Handle, role: Role) -> Result<V
     Ok(live)
 }
 
-/// How a service lays out its header and memory.
-pub(super) struct ServiceFormat;
-
-impl Format for ServiceFormat {
-    const KIND: ObjectKind = KIND;
-    const MAGIC: u64 = MAGIC;
-    const VERSION: u32 = VERSION;
-    type Options = ServiceOptions;
-    type Settings = Settings;
-    type Layout = Layout;
-
-    fn resolve(options: &ServiceOptions, payload: &PayloadType) -> Settings {
-        options.resolve(payload)
-    }
-
-    fn check(
-        options: &ServiceOptions,
-        existing: &Settings,
-        payload: &PayloadType,
-    ) -> std::result::Result<(), String> {
-        options.check(existing, payload)
-    }
-
-    fn any_payload(options: &ServiceOptions) -> bool {
-        options.any_payload
-    }
-
-    fn mode(options: &ServiceOptions) -> u32 {
-        options.mode
-    }
-
-    fn lay_out(
-        settings: Settings,
-        payload: &PayloadType,
-        name: &str,
-        op: Operation,
-    ) -> Result<Layout> {
-        Layout::new(settings, payload, name, op)
-    }
-
-    fn total(layout: &Layout) -> u64 {
-        layout.total
-    }
-}
-
 /// What [`inspect_service`] found out about a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -394,11 +340,8 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
         layout,
         payload,
         ..
-    } = messaging::inspect::<ServiceFormat>(name)?;
-    let map = handle.map(0, layout.data as usize, false)?;
-    // SAFETY: as in `Service::map`; only loads are made through it, as the
-    // mapping is read-only.
-    let control = unsafe { Control::new(map.as_ptr(), layout) };
+    } = messaging::inspect::<ServiceOptions>(name)?;
+    let control = Control::map(&handle, layout, false, Operation::Inspect)?;
     let s = layout.settings;
     let mut slots_held = 0;
     for p in 0..s.max_publishers {
@@ -459,9 +402,23 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
     })
 }
 
-impl ServiceOptions {
+impl Format for ServiceOptions {
+    const KIND: ObjectKind = KIND;
+    const MAGIC: u64 = MAGIC;
+    const VERSION: u32 = VERSION;
+    type Settings = Settings;
+    type Layout = Layout;
+
+    fn any_payload(&self) -> bool {
+        self.any_payload
+    }
+
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+
     /// The settings a new service gets: the caller's, defaults for the rest.
-    pub(super) fn resolve(&self, payload: &PayloadType) -> Settings {
+    fn resolve(&self, payload: &PayloadType) -> Settings {
         let max_payload = payload.max_payload(self.max_slice_len, super::DEFAULT_SLICE_BYTES);
         Settings {
             max_publishers: self.max_publishers.unwrap_or(super::DEFAULT_PUBLISHERS),

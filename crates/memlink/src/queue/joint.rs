@@ -37,8 +37,6 @@ pub(super) struct Joined {
 /// through [`Queue::reap_dead_consumers`].
 pub(super) struct Queue {
     pub(super) control: Control,
-    // Dropped after `control`, which points into it.
-    _control_map: sys::Mapping,
     pub(super) handle: sys::Handle,
     pub(super) name: Name,
     bells: Bells,
@@ -51,17 +49,10 @@ impl Queue {
             name,
             layout,
             ..
-        } = messaging::connect::<QueueFormat>(name, options, payload)?;
-        let map = handle
-            .map(0, layout.data as usize, true)
-            .map_err(|e| e.reframe(Operation::Connect))?;
-        // SAFETY: the mapping covers the control part (`layout.data` bytes),
-        // starts at offset 0 (page-aligned), and is kept in the same struct,
-        // dropped after `control`.
-        let control = unsafe { Control::new(map.as_ptr(), layout) };
+        } = messaging::connect(name, options, payload)?;
+        let control = Control::map(&handle, layout, true, Operation::Connect)?;
         Ok(Queue {
             control,
-            _control_map: map,
             handle,
             name,
             bells: Bells::default(),
@@ -313,51 +304,6 @@ fn participants(control: &Control, handle: &sys::Handle, role: Role) -> Result<V
     Ok(live)
 }
 
-/// How a queue lays out its header and memory.
-struct QueueFormat;
-
-impl Format for QueueFormat {
-    const KIND: ObjectKind = KIND;
-    const MAGIC: u64 = MAGIC;
-    const VERSION: u32 = VERSION;
-    type Options = QueueOptions;
-    type Settings = Settings;
-    type Layout = Layout;
-
-    fn resolve(options: &QueueOptions, payload: &PayloadType) -> Settings {
-        options.resolve(payload)
-    }
-
-    fn check(
-        options: &QueueOptions,
-        existing: &Settings,
-        payload: &PayloadType,
-    ) -> std::result::Result<(), String> {
-        options.check(existing, payload)
-    }
-
-    fn any_payload(options: &QueueOptions) -> bool {
-        options.any_payload
-    }
-
-    fn mode(options: &QueueOptions) -> u32 {
-        options.mode
-    }
-
-    fn lay_out(
-        settings: Settings,
-        payload: &PayloadType,
-        name: &str,
-        op: Operation,
-    ) -> Result<Layout> {
-        Layout::new(settings, payload, name, op)
-    }
-
-    fn total(layout: &Layout) -> u64 {
-        layout.total
-    }
-}
-
 /// What [`inspect_queue`] found out about a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -435,11 +381,8 @@ pub fn inspect_queue(name: &str) -> Result<QueueInfo> {
         layout,
         payload,
         ..
-    } = messaging::inspect::<QueueFormat>(name)?;
-    let map = handle.map(0, layout.data as usize, false)?;
-    // SAFETY: as in `Queue::connect`; only loads are made through it, as the
-    // mapping is read-only.
-    let control = unsafe { Control::new(map.as_ptr(), layout) };
+    } = messaging::inspect::<QueueOptions>(name)?;
+    let control = Control::map(&handle, layout, false, Operation::Inspect)?;
     let s = layout.settings;
     let (mut waiting, mut in_progress) = (0, 0);
     for p in 0..s.max_producers {
@@ -505,9 +448,23 @@ pub fn inspect_queue(name: &str) -> Result<QueueInfo> {
     })
 }
 
-impl QueueOptions {
+impl Format for QueueOptions {
+    const KIND: ObjectKind = KIND;
+    const MAGIC: u64 = MAGIC;
+    const VERSION: u32 = VERSION;
+    type Settings = Settings;
+    type Layout = Layout;
+
+    fn any_payload(&self) -> bool {
+        self.any_payload
+    }
+
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+
     /// The settings a new queue gets: the caller's, defaults for the rest.
-    pub(super) fn resolve(&self, payload: &PayloadType) -> Settings {
+    fn resolve(&self, payload: &PayloadType) -> Settings {
         Settings {
             max_producers: self.max_producers.unwrap_or(super::DEFAULT_PRODUCERS),
             max_consumers: self.max_consumers.unwrap_or(super::DEFAULT_CONSUMERS),
