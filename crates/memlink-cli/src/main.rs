@@ -12,6 +12,7 @@ mod queue;
 mod signals;
 mod text;
 mod units;
+mod waiting;
 mod watch;
 
 use std::error::Error;
