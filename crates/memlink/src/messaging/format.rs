@@ -6,7 +6,7 @@
 //! offset 0   magic (u64)       stored last by the creator (Release)
 //!        8   version (u32), header size (u32)
 //!       16   settings          the kind's own, fixed at creation
-//!        …   payload type      what the object carries
+//!        …   payload types     what the object carries
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,14 +19,16 @@ use crate::sys;
 use crate::sys::CreateSpec;
 use crate::types::{Access, Lifetime};
 
-/// The first bytes of a messaging object.
+/// The first bytes of a messaging object: `S` its settings, `P` the
+/// record of what it carries (one [`PayloadType`], or a request's and a
+/// response's).
 #[repr(C)]
-pub(crate) struct Header<S> {
+pub(crate) struct Header<S, P = PayloadType> {
     pub(crate) magic: AtomicU64,
     pub(crate) version: u32,
     pub(crate) header_size: u32,
     pub(crate) settings: S,
-    pub(crate) payload: PayloadType,
+    pub(crate) payload: P,
 }
 
 /// One kind of messaging object, implemented by its options: its marks,
@@ -40,17 +42,19 @@ pub(crate) trait Format {
     const VERSION: u32;
     /// The settings, stored in the header.
     type Settings: Copy;
+    /// What the object carries, stored in the header after the settings.
+    type Payload: Copy + PartialEq + std::fmt::Display;
     /// Where everything lies, worked out from the settings.
-    type Layout: ObjectLayout<Settings = Self::Settings>;
+    type Layout: ObjectLayout<Settings = Self::Settings, Payload = Self::Payload>;
 
     /// The settings a new object gets from these options.
-    fn resolve(&self, payload: &PayloadType) -> Self::Settings;
+    fn resolve(&self, payload: &Self::Payload) -> Self::Settings;
     /// Compares what these options chose with an existing object's
     /// settings; `Err` says every difference.
     fn check(
         &self,
         existing: &Self::Settings,
-        payload: &PayloadType,
+        payload: &Self::Payload,
     ) -> std::result::Result<(), String>;
     /// Whether a joiner takes the object whatever its payload type.
     fn any_payload(&self) -> bool;
@@ -62,10 +66,12 @@ pub(crate) trait Format {
 pub(crate) trait ObjectLayout: Sized {
     /// The settings it is worked out from.
     type Settings;
+    /// What the object carries.
+    type Payload;
     /// Lays out an object with `settings`; an error names `name` and `op`.
     fn lay_out(
         settings: Self::Settings,
-        payload: &PayloadType,
+        payload: &Self::Payload,
         name: &str,
         op: Operation,
     ) -> Result<Self>;
@@ -128,7 +134,7 @@ pub(crate) struct Opened<F: Format> {
     pub(crate) name: Name,
     pub(crate) layout: F::Layout,
     /// What the object carries, as its creator recorded it.
-    pub(crate) payload: PayloadType,
+    pub(crate) payload: F::Payload,
 }
 
 /// Makes the object `name` with the caller's settings, or joins it when
@@ -137,7 +143,7 @@ pub(crate) struct Opened<F: Format> {
 pub(crate) fn connect<F: Format>(
     name: &str,
     options: &F,
-    payload: PayloadType,
+    payload: F::Payload,
 ) -> Result<Opened<F>> {
     let op = Operation::Connect;
     let parsed = Name::parse(name, op, F::KIND)?;
@@ -212,8 +218,8 @@ fn create_or_open(
 }
 
 /// The creator's set-up: the header, then the magic that says it is done.
-fn write_header<F: Format>(mapping: &sys::Mapping, settings: F::Settings, payload: &PayloadType) {
-    let header = mapping.as_ptr().cast::<Header<F::Settings>>();
+fn write_header<F: Format>(mapping: &sys::Mapping, settings: F::Settings, payload: &F::Payload) {
+    let header = mapping.as_ptr().cast::<Header<F::Settings, F::Payload>>();
     // SAFETY: the mapping is the whole new object (at least the header's
     // size, page-aligned, so aligned for the header) and nobody else uses
     // it yet: on Linux it has no name; on Windows joiners wait for the
@@ -221,7 +227,7 @@ fn write_header<F: Format>(mapping: &sys::Mapping, settings: F::Settings, payloa
     unsafe {
         std::ptr::addr_of_mut!((*header).version).write(F::VERSION);
         std::ptr::addr_of_mut!((*header).header_size)
-            .write(std::mem::size_of::<Header<F::Settings>>() as u32);
+            .write(std::mem::size_of::<Header<F::Settings, F::Payload>>() as u32);
         std::ptr::addr_of_mut!((*header).settings).write(settings);
         std::ptr::addr_of_mut!((*header).payload).write(*payload);
         // Release: pairs with the joiner's Acquire load of the magic (in
@@ -236,12 +242,12 @@ fn read_layout<F: Format>(
     handle: sys::Handle,
     name: Name,
     op: Operation,
-    expect: impl FnOnce(&F::Settings, &PayloadType) -> std::result::Result<(), String>,
+    expect: impl FnOnce(&F::Settings, &F::Payload) -> std::result::Result<(), String>,
 ) -> Result<Opened<F>> {
     let kind = F::KIND;
     let incompatible =
         |why: String| Error::new(op, kind, name.given(), ErrorKind::Incompatible).with_detail(why);
-    let header_len = std::mem::size_of::<Header<F::Settings>>();
+    let header_len = std::mem::size_of::<Header<F::Settings, F::Payload>>();
     if handle.size() < header_len as u64 {
         return Err(incompatible(format!(
             "it is {} bytes, too small for a {kind} header",
@@ -251,7 +257,7 @@ fn read_layout<F: Format>(
     let map = handle
         .map(0, header_len, false)
         .map_err(|e| e.reframe(op))?;
-    let header = map.as_ptr().cast::<Header<F::Settings>>();
+    let header = map.as_ptr().cast::<Header<F::Settings, F::Payload>>();
     // SAFETY: the mapping holds a whole header, page-aligned; the magic is
     // an atomic, read atomically.
     let magic = unsafe { &(*header).magic };

@@ -407,6 +407,7 @@ impl Format for ServiceOptions {
     const MAGIC: u64 = MAGIC;
     const VERSION: u32 = VERSION;
     type Settings = Settings;
+    type Payload = PayloadType;
     type Layout = Layout;
 
     fn any_payload(&self) -> bool {

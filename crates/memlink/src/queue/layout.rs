@@ -123,6 +123,7 @@ fn round_up(n: u64, to: u64) -> Option<u64> {
 
 impl ObjectLayout for Layout {
     type Settings = Settings;
+    type Payload = PayloadType;
 
     /// Lays a queue out; `Err` names the setting that cannot work.
     fn lay_out(
