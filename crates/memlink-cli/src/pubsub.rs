@@ -259,12 +259,18 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
 
 /// A service's participants and counters in a few words, for `ls`.
 pub fn summary(info: &ServiceInfo) -> String {
+    let bridged = info
+        .publishers
+        .iter()
+        .chain(&info.subscribers)
+        .any(|p| p.bridge);
     format!(
-        "{} pub, {} sub, {} of {} slots held",
+        "{} pub, {} sub, {} of {} slots held{}",
         info.publishers.len(),
         info.subscribers.len(),
         info.slots_held,
-        info.slots
+        info.slots,
+        if bridged { ", bridged" } else { "" }
     )
 }
 

@@ -51,6 +51,11 @@ pub(super) const ACTIVE: u32 = 1;
 /// A participant entry is free.
 pub(super) const FREE: u32 = 0;
 
+/// Participant flag: the place is held by a bridge to another machine
+/// (`memlink-bridge`). Its samples came from the network, so other
+/// bridges' subscribers do not send them back out.
+pub(super) const FLAG_BRIDGE: u32 = 1;
+
 /// The settings a service is made with; stored in its header.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

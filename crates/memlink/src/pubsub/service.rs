@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    Control, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, MAX_HEAD, VERSION,
+    Control, Layout, PayloadType, Settings, ACTIVE, FLAG_BRIDGE, FREE, MAGIC, MAX_HEAD, VERSION,
 };
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
@@ -99,9 +99,12 @@ impl Service {
         let service = Service::connect(name, options, payload)?;
         service.reap_dead_subscribers()?;
         let (index, claim) = service.claim_place(role)?;
-        // Relaxed: published with the entry's SeqCst ACTIVE store. The
-        // place's previous holder may have died listening: its count of
-        // async waiters is not ours.
+        // Relaxed: published with the entry's ACTIVE store, and before any
+        // sample this participant sends (whose ring entry is a SeqCst store
+        // that subscribers load with Acquire before they read the flags).
+        // The flags are this participant's own from the start, never the
+        // previous holder's. The place's previous holder may have died
+        // listening: its count of async waiters is not ours.
         let (flags, bell) = match role {
             Role::Publisher => {
                 let e = service.control.publisher(index);
@@ -112,7 +115,7 @@ impl Service {
                 (&e.flags, &e.bell)
             }
         };
-        flags.store(0, Ordering::Relaxed);
+        flags.store(options.participant_flags, Ordering::Relaxed);
         bell.listening.store(0, Ordering::Relaxed);
         let l = service.layout();
         let (offset, len, writable) = match role {
@@ -319,6 +322,10 @@ pub struct ParticipantInfo {
     /// How many async tasks of its process wait through its pollable
     /// doorbell now.
     pub listening: u32,
+    /// Whether it is a bridge to another machine (`memlink-bridge`):
+    /// a bridge's publisher sends what came from the network, its
+    /// subscriber sends what local publishers send to the network.
+    pub bridge: bool,
 }
 
 /// Looks at a service without joining it: its settings, its live
@@ -362,6 +369,7 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
                 missed: 0,
                 sleeping: control.space_sleepers().load(Ordering::Relaxed) & (1 << index) != 0,
                 listening: e.bell.listening.load(Ordering::Relaxed),
+                bridge: e.flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0,
             }
         })
         .collect();
@@ -377,6 +385,7 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
                 missed: e.missed.load(Ordering::Relaxed),
                 sleeping: control.sleepers(w).load(Ordering::Relaxed) & bit != 0,
                 listening: e.bell.listening.load(Ordering::Relaxed),
+                bridge: e.flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0,
             }
         })
         .collect();
