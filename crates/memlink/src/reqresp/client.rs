@@ -60,7 +60,7 @@ pub struct Client<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     _claim: sys::Claim,
     rpc: Rpc,
     request_type: PayloadType,
-    _payload: PhantomData<(fn(&Req), fn(&Resp))>,
+    _payload: PhantomData<super::Types<Req, Resp>>,
 }
 
 /// How long a send may wait for a free channel.
@@ -601,7 +601,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
         match self.poll()? {
             Polled::Response(n, len) => Ok(Some(self.response(n, len))),
             Polled::Ended => {
-                self.ended = true;
+                self.end();
                 Ok(None)
             }
             Polled::Nothing => Ok(None),
@@ -636,7 +636,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
             match self.poll()? {
                 Polled::Response(n, len) => break (n, len),
                 Polled::Ended => {
-                    self.ended = true;
+                    self.end();
                     return Ok(None);
                 }
                 Polled::Nothing => wait::ready(&*self)
@@ -658,7 +658,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
             match self.poll()? {
                 Polled::Response(n, len) => break (n, len),
                 Polled::Ended => {
-                    self.ended = true;
+                    self.end();
                     return Ok(None);
                 }
                 Polled::Nothing => {
@@ -675,6 +675,19 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
             }
         };
         Ok(Some(self.response(n, len)))
+    }
+
+    /// The stream has ended: the channel is free for the next request at
+    /// once (this value looks at it no more).
+    fn end(&mut self) {
+        self.ended = true;
+        // SeqCst: (1) releases to the Acquire CAS of the next taker; (2) is
+        // ordered before the load of this client's sleeping bit in
+        // `wake_client`, against a waiting sender's SeqCst bit set and
+        // re-check of the channels.
+        self.client.busy[self.channel as usize].store(false, Ordering::SeqCst);
+        // A sender of this client may wait for a free channel.
+        self.client.rpc.wake_client(self.client.index);
     }
 
     fn response(&mut self, n: u64, len: u64) -> Response<'_, 'a, Req, Resp> {
@@ -794,14 +807,15 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Waitable for PendingResponse
 impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for PendingResponse<'_, Req, Resp> {
     fn drop(&mut self) {
         let client = self.client;
-        if !self.ended {
-            let chc = client.rpc.control.chan_client(client.index, self.channel);
-            // SeqCst: (1) releases to the server's Acquire load; (2) is
-            // ordered before the load of its mark (it may wait for room on
-            // this channel).
-            chc.cancel.store(self.gen, Ordering::SeqCst);
-            client.rpc.wake_server();
+        if self.ended {
+            return; // the channel was given back at the end
         }
+        let chc = client.rpc.control.chan_client(client.index, self.channel);
+        // SeqCst: (1) releases to the server's Acquire load; (2) is ordered
+        // before the load of its mark (it may wait for room on this
+        // channel).
+        chc.cancel.store(self.gen, Ordering::SeqCst);
+        client.rpc.wake_server();
         // Release: pairs with the Acquire CAS of the next taker.
         client.busy[self.channel as usize].store(false, Ordering::Release);
     }

@@ -134,12 +134,11 @@ impl Rpc {
     }
 }
 
-/// The live participants: the server's `(pid)` and each client's
+/// The live participants: the server's pid, and each client's
 /// `(index, pid)`.
-pub(super) fn participants(
-    control: &Control,
-    handle: &sys::Handle,
-) -> Result<(Option<u32>, Vec<(u32, u32)>)> {
+pub(super) type Live = (Option<u32>, Vec<(u32, u32)>);
+
+pub(super) fn participants(control: &Control, handle: &sys::Handle) -> Result<Live> {
     let s = control.server();
     // Acquire: pairs with the holder's Release store of ACTIVE.
     let server = if s.state.load(Ordering::Acquire) == ACTIVE && handle.is_claimed(SERVER_PLACE)? {

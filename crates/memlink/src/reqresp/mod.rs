@@ -96,6 +96,10 @@ pub use server::{ActiveRequest, ResponseMut, Server};
 
 use crate::error::ObjectKind;
 
+/// What a participant's marker field stands for: the payload types it
+/// handles, without owning any.
+type Types<Req, Resp> = (fn(&Req), fn(&Resp));
+
 const KIND: ObjectKind = ObjectKind::RequestResponse;
 const DEFAULT_CLIENTS: u32 = 16;
 const DEFAULT_IN_FLIGHT: u32 = 8;

@@ -63,13 +63,16 @@ pub struct Server<Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     /// Per client: the `sent` count last seen with nothing pending, so that
     /// idle clients cost one load per look.
     seen: Vec<AtomicU64>,
+    /// Per client: the epoch of a holder found dead (by its claim), whose
+    /// answers are dropped without waiting again.
+    dead: Vec<AtomicU64>,
     /// The client to look at first, so that one busy client does not
     /// starve the others.
     next: AtomicU32,
     _claim: sys::Claim,
     rpc: Rpc,
     response_type: PayloadType,
-    _payload: PhantomData<(fn(&Req), fn(&Resp))>,
+    _payload: PhantomData<super::Types<Req, Resp>>,
 }
 
 impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
@@ -144,6 +147,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
             doorbell,
             seen: (0..l.settings.max_clients)
                 .map(|_| AtomicU64::new(u64::MAX))
+                .collect(),
+            dead: (0..l.settings.max_clients)
+                .map(|_| AtomicU64::new(0))
                 .collect(),
             next: AtomicU32::new(0),
             _claim: claim,
@@ -404,7 +410,7 @@ pub struct ActiveRequest<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     /// Set once the client is known to be dead: answers are dropped.
     dead: AtomicBool,
     ended: bool,
-    _payload: PhantomData<(fn(&Req), fn(&Resp))>,
+    _payload: PhantomData<super::Types<Req, Resp>>,
 }
 
 impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'a, Req, Resp> {
@@ -429,13 +435,15 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'a, Req, R
         let ctl = &self.server.rpc.control;
         // Acquire: pairs with the client's SeqCst (release) cancel and
         // epoch stores; a stale view costs one answer written for nobody.
+        let epoch = ctl.client(self.client).epoch.load(Ordering::Acquire);
         self.dead.load(Ordering::Relaxed)
+            || epoch != self.epoch
+            || epoch == self.server.dead[self.client as usize].load(Ordering::Relaxed)
             || ctl
                 .chan_client(self.client, self.channel)
                 .cancel
                 .load(Ordering::Acquire)
                 == self.gen
-            || ctl.client(self.client).epoch.load(Ordering::Acquire) != self.epoch
     }
 
     fn room(&self) -> bool {
@@ -737,8 +745,13 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Waitable for RoomFor<'_, '_,
     /// failure to look leaves the wait to go on.
     fn after_idle(&self) {
         let r = self.request;
+        let ctl = &r.server.rpc.control;
+        // The epoch first: a new holder claims the place before it bumps
+        // the epoch, so "not claimed" means this epoch's holder is dead.
+        let epoch = ctl.client(r.client).epoch.load(Ordering::Acquire);
         if let Ok(false) = r.server.rpc.handle.is_claimed(client_place(r.client)) {
             r.dead.store(true, Ordering::Relaxed);
+            r.server.dead[r.client as usize].store(epoch, Ordering::Relaxed);
         }
     }
 
