@@ -123,9 +123,10 @@ impl<L: ObjectLayout> Control<L> {
 }
 
 /// The magics of every messaging kind, to name a wrong one.
-const KINDS: [(u64, &str); 2] = [
+const KINDS: [(u64, &str); 3] = [
     (crate::pubsub::MAGIC, "a pub/sub service"),
     (crate::queue::MAGIC, "a work queue"),
+    (crate::reqresp::MAGIC, "a request/response service"),
 ];
 
 /// An object found or made, with its layout.
