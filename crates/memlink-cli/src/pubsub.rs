@@ -3,18 +3,14 @@
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
 use clap::ArgGroup;
 use memlink::pubsub::{inspect_service, Overflow, ServiceInfo, ServiceOptions, Subscriber};
-use memlink::ErrorKind;
 use serde::Serialize;
 
-use crate::{colour_on_stdout, failure, hexdump, signals, units, CmdResult};
-
-/// How often a waiting `sub` looks at Ctrl-C.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+use crate::coordinate::timed_out_or;
+use crate::{colour_on_stdout, failure, hexdump, signals, units, waiting, CmdResult};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum OverflowArg {
@@ -126,20 +122,13 @@ pub struct SubArgs {
 
 pub fn publish(args: PubArgs) -> CmdResult {
     let publisher = args.service.options().publisher::<[u8]>(&args.name)?;
-    let deadline = Instant::now() + args.timeout;
-    while publisher.subscriber_count()? < args.wait_subscribers {
-        if Instant::now() >= deadline {
-            return Err(failure(format!(
-                "cannot send on service \"{}\": {} of {} subscribers connected after {}",
-                args.name,
-                publisher.subscriber_count()?,
-                args.wait_subscribers,
-                humantime::format_duration(args.timeout)
-            )));
-        }
-        // Polling the place table: subscribers ring nobody when they join.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    waiting::for_peers(
+        &format!("cannot send on service \"{}\"", args.name),
+        "subscribers",
+        args.wait_subscribers,
+        args.timeout,
+        || publisher.subscriber_count(),
+    )?;
     let pace = args
         .rate
         .map(|r| Duration::from_secs_f64(1.0 / r.max(1e-3)));
@@ -154,8 +143,7 @@ pub fn publish(args: PubArgs) -> CmdResult {
         }
         let mut sample = publisher.loan_slice_uninit(message.len())?;
         sample.copy_from_slice(message);
-        sample.send_timeout(args.timeout)?;
-        Ok(())
+        sample.send_timeout(args.timeout).map_err(timed_out_or)
     };
     if args.stdin.is_some() {
         for line in io::stdin().lock().split(b'\n') {
@@ -215,29 +203,14 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
     let colour = colour_on_stdout();
     let mut received = 0u64;
     let mut missed = 0u64;
-    let mut quiet_since = Instant::now();
+    let action = format!("cannot receive from service \"{}\"", args.name);
     while args.count.is_none_or(|n| received < n) {
-        match stop.try_recv() {
-            Ok(()) | Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {}
-        }
-        let sample = match subscriber.recv_timeout(SIGNAL_CHECK) {
-            Ok(sample) => sample,
-            Err(e) if e.kind() == ErrorKind::Timeout => {
-                if let Some(limit) = args.timeout {
-                    if quiet_since.elapsed() >= limit {
-                        return Err(failure(format!(
-                            "cannot receive from service \"{}\": no message for {}",
-                            args.name,
-                            humantime::format_duration(limit)
-                        )));
-                    }
-                }
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        let Some(sample) = waiting::for_message(&stop, args.timeout, &action, |wait| {
+            subscriber.recv_timeout(wait)
+        })?
+        else {
+            break;
         };
-        quiet_since = Instant::now();
         received += 1;
         let newly_missed = subscriber.missed() - missed;
         missed = subscriber.missed();
@@ -260,21 +233,21 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
             if newly_missed > 0 && !args.raw {
                 eprintln!("memlink: missed {newly_missed} messages (the publisher overwrote them)");
             }
-            if args.raw {
-                out.write_all(bytes)?;
+            let format = if args.raw {
+                Format::Raw
             } else if args.hex {
-                writeln!(
-                    out,
-                    "publisher {} message {} ({} bytes)",
-                    sample.publisher_index(),
-                    sample.sequence(),
-                    bytes.len()
-                )?;
-                hexdump::xxd(&mut out, bytes, 0, true, colour)?;
+                Format::Hex
             } else {
-                out.write_all(String::from_utf8_lossy(bytes).as_bytes())?;
-                out.write_all(b"\n")?;
-            }
+                Format::Text
+            };
+            let label = || {
+                format!(
+                    "publisher {} message {}",
+                    sample.publisher_index(),
+                    sample.sequence()
+                )
+            };
+            write_message(&mut out, bytes, format, colour, label)?;
         }
         if !out.is_terminal() || args.count.is_some() {
             out.flush()?;
@@ -282,6 +255,52 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
     }
     out.flush()?;
     Ok(())
+}
+
+/// How a message is printed (`sub`, `call`, `serve`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Its bytes as text (lossy UTF-8) and a newline.
+    Text,
+    /// A hex dump under a line `label (N bytes)`.
+    Hex,
+    /// Its bytes unchanged.
+    Raw,
+}
+
+/// Prints one message's bytes as `format` says; `label` names it above a
+/// hex dump.
+pub(crate) fn write_message(
+    out: &mut impl Write,
+    bytes: &[u8],
+    format: Format,
+    colour: bool,
+    label: impl FnOnce() -> String,
+) -> io::Result<()> {
+    match format {
+        Format::Raw => out.write_all(bytes),
+        Format::Hex => {
+            writeln!(out, "{} ({} bytes)", label(), bytes.len())?;
+            hexdump::xxd(out, bytes, 0, true, colour)
+        }
+        Format::Text => {
+            out.write_all(String::from_utf8_lossy(bytes).as_bytes())?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+/// The bytes of standard input, refusing more than `max` (for a message
+/// that must fit in `max` bytes; `what` names it in the error).
+pub(crate) fn read_stdin_at_most(max: u64, what: &str) -> CmdResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::stdin().lock().take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(failure(format!(
+            "cannot send standard input: it is larger than {what} ({max} bytes)"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A service's participants and counters in a few words, for `ls`.
