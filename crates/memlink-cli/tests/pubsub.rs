@@ -129,3 +129,40 @@ fn bad_pub_and_sub_input_says_what_is_wrong() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "an input is required");
 }
+
+#[test]
+fn bridged_services_show_in_ls_and_their_bridge_in_info() {
+    let name = unique("bridged");
+    let _plain = Held::start_quiet(&["sub", &name]);
+    // The bridge's participants, as `memlink-bridge` joins (this process).
+    let bridge = memlink::pubsub::ServiceOptions::new().bridge();
+    let _publisher = memlink::pubsub::Publisher::connect_any(&name, &bridge).unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while memlink::pubsub::inspect_service(&name).map_or(true, |s| s.subscribers.is_empty()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "memlink sub never joined"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    let ls = run(&["ls"]);
+    let line = ls
+        .ok()
+        .lines()
+        .find(|l| l.starts_with(&name))
+        .unwrap_or_else(|| panic!("{name} not in:\n{}", ls.stdout));
+    assert!(line.contains("1 pub, 1 sub"), "{line}");
+    assert!(line.contains(", bridged"), "{line}");
+    let info = run(&["info", &name]);
+    let text = info.ok();
+    let publishers = text.lines().find(|l| l.starts_with("publishers")).unwrap();
+    assert!(publishers.contains("(bridge)"), "{text}");
+    let subscribers = text.lines().find(|l| l.starts_with("subscribers")).unwrap();
+    assert!(!subscribers.contains("(bridge)"), "{text}");
+
+    let other = unique("unbridged");
+    let _plain = memlink::pubsub::Publisher::<[u8]>::connect(&other).unwrap();
+    let ls = run(&["ls"]);
+    let line = ls.ok().lines().find(|l| l.starts_with(&other)).unwrap();
+    assert!(!line.contains("bridged"), "{line}");
+}

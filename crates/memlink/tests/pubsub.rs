@@ -1085,3 +1085,65 @@ fn two_ring_entries_naming_one_slot_never_let_it_be_rewritten_while_read() {
     assert_eq!(sub.missed(), 1);
     drop(a);
 }
+
+#[test]
+fn bridge_participants_are_marked_and_their_samples_are_known() {
+    let name = unique_name("bridge-mark");
+    let local = Publisher::<u32>::connect(&name).unwrap();
+    let bridge = ServiceOptions::new().bridge();
+    let from_network = Publisher::connect_any(&name, &bridge).unwrap();
+    let bridge_sub = Subscriber::connect_any(&name, &bridge).unwrap();
+    let plain = Subscriber::<u32>::connect(&name).unwrap();
+
+    local.send_copy(&1).unwrap();
+    from_network.send_copy(&2u32.to_le_bytes()).unwrap();
+    let mut seen = Vec::new();
+    while let Some(sample) = bridge_sub.try_recv().unwrap() {
+        seen.push((sample.to_vec(), sample.from_bridge()));
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (1u32.to_le_bytes().to_vec(), false),
+            (2u32.to_le_bytes().to_vec(), true)
+        ]
+    );
+    let mut values = Vec::new();
+    while let Some(sample) = plain.try_recv().unwrap() {
+        values.push((*sample, sample.from_bridge()));
+    }
+    values.sort();
+    assert_eq!(
+        values,
+        [(1, false), (2, true)],
+        "typed subscribers read bytes published as any"
+    );
+
+    let info = inspect_service(&name).unwrap();
+    let bridges = |list: &[memlink::pubsub::ParticipantInfo]| {
+        list.iter().map(|p| p.bridge).collect::<Vec<_>>()
+    };
+    assert_eq!(bridges(&info.publishers), [false, true]);
+    assert_eq!(bridges(&info.subscribers), [true, false]);
+
+    // A plain publisher that takes the bridge's place after it left is
+    // not a bridge, and neither are its samples.
+    let place = info.publishers[1].index;
+    drop(from_network);
+    let after = Publisher::<u32>::connect(&name).unwrap();
+    let info = inspect_service(&name).unwrap();
+    assert_eq!(info.publishers[1].index, place, "the freed place is reused");
+    assert_eq!(bridges(&info.publishers), [false, false]);
+    after.send_copy(&3).unwrap();
+    let sample = bridge_sub.try_recv().unwrap().unwrap();
+    assert_eq!(&*sample, &3u32.to_le_bytes());
+    assert!(!sample.from_bridge());
+
+    // A bytes publisher on a typed service still keeps to its largest.
+    let any = Publisher::connect_any(&name, &ServiceOptions::new()).unwrap();
+    assert_eq!(any.max_payload(), 4);
+    let err = any.loan_slice(5).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidArgument);
+    assert!(err.to_string().contains(&name), "{err}");
+}
