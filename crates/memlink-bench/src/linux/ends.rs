@@ -17,6 +17,7 @@ use iceoryx2::port::listener::Listener;
 use iceoryx2::port::notifier::Notifier;
 use iceoryx2::prelude::*;
 use memlink::pubsub::{Overflow, ServiceOptions};
+use memlink::reqresp::RpcOptions;
 use memlink::{Access, Region, ViewMut};
 
 use super::sys::{futex_wait, futex_wake, spin, SILENCE};
@@ -37,6 +38,10 @@ type MlPublisher<T> = memlink::pubsub::Publisher<T>;
 type MlSubscriber<T> = memlink::pubsub::Subscriber<T>;
 type IxPublisher<T> = iceoryx2::port::publisher::Publisher<ipc::Service, T, ()>;
 type IxSubscriber<T> = iceoryx2::port::subscriber::Subscriber<ipc::Service, T, ()>;
+type MlClient = memlink::reqresp::Client<Msg, Msg>;
+type MlServer = memlink::reqresp::Server<Msg, Msg>;
+type IxClient = iceoryx2::port::client::Client<ipc::Service, Msg, (), Msg, ()>;
+type IxServer = iceoryx2::port::server::Server<ipc::Service, Msg, (), Msg, ()>;
 /// iceoryx2 slices of bytes that may be left unwritten: only a few words of
 /// each sample are touched, and reading the rest is never needed.
 type Bytes = [MaybeUninit<u8>];
@@ -64,10 +69,15 @@ pub enum Contender {
     MemlinkStream,
     IceoryxStream,
     RingStream,
+    RpcMemlinkPoll,
+    RpcMemlinkYield,
+    RpcMemlinkBlocking,
+    RpcIceoryxPoll,
+    RpcIceoryxYield,
 }
 
 impl Contender {
-    const ALL: [Contender; 17] = [
+    const ALL: [Contender; 22] = [
         Contender::FloorOneLine,
         Contender::FloorTwoLines,
         Contender::FloorPayload,
@@ -85,6 +95,11 @@ impl Contender {
         Contender::MemlinkStream,
         Contender::IceoryxStream,
         Contender::RingStream,
+        Contender::RpcMemlinkPoll,
+        Contender::RpcMemlinkYield,
+        Contender::RpcMemlinkBlocking,
+        Contender::RpcIceoryxPoll,
+        Contender::RpcIceoryxYield,
     ];
 
     pub fn key(self) -> &'static str {
@@ -106,6 +121,11 @@ impl Contender {
             Contender::MemlinkStream => "memlink-stream",
             Contender::IceoryxStream => "iceoryx2-stream",
             Contender::RingStream => "ring-stream",
+            Contender::RpcMemlinkPoll => "rpc-memlink-poll",
+            Contender::RpcMemlinkYield => "rpc-memlink-yield",
+            Contender::RpcMemlinkBlocking => "rpc-memlink-recv",
+            Contender::RpcIceoryxPoll => "rpc-iceoryx2-poll",
+            Contender::RpcIceoryxYield => "rpc-iceoryx2-yield",
         }
     }
 
@@ -120,6 +140,17 @@ impl Contender {
             Contender::MemlinkStream | Contender::IceoryxStream | Contender::RingStream
         )
     }
+}
+
+/// How a request/response side waits for the other.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Wait {
+    /// Busy polling.
+    Spin,
+    /// Polling, giving the CPU up between polls (for the same vCPU).
+    Yield,
+    /// The blocking receive.
+    Block,
 }
 
 /// The library behind a send-cost figure.
@@ -240,6 +271,11 @@ pub struct Ends {
     ix_stream_rx: Option<IxSubscriber<Msg>>,
     ix_cost_tx: Vec<IxPublisher<Msg>>,
     _ix_cost_rx: Vec<IxSubscriber<Msg>>,
+    /// Request/response: the driver is the client, the peer the server.
+    ml_rpc_client: Option<MlClient>,
+    ml_rpc_server: Option<MlServer>,
+    ix_rpc_client: Option<IxClient>,
+    ix_rpc_server: Option<IxServer>,
     /// Kept for the ports above (dropped last).
     _node: Node<ipc::Service>,
 }
@@ -476,6 +512,58 @@ impl Ends {
             }
         }
 
+        // Request/response, one client and one server (iceoryx2's defaults
+        // otherwise; memlink's too).
+        let rpc = ml("rpc");
+        let rpc_options = RpcOptions::new().max_clients(1);
+        let (ml_rpc_client, ml_rpc_server) = match side {
+            Side::Driver => (
+                Some(
+                    rpc_options
+                        .client::<Msg, Msg>(&rpc)
+                        .context(format!("memlink client {rpc}"))?,
+                ),
+                None,
+            ),
+            Side::Peer => (
+                None,
+                Some(
+                    rpc_options
+                        .server::<Msg, Msg>(&rpc)
+                        .context(format!("memlink server {rpc}"))?,
+                ),
+            ),
+        };
+        let rpc_service = {
+            let name = ix_name(tag, "rpc")?;
+            node.service_builder(&name)
+                .request_response::<Msg, Msg>()
+                .max_clients(1)
+                .max_servers(1)
+                .open_or_create()
+                .context(format!("iceoryx2 request/response service {name}"))?
+        };
+        let (ix_rpc_client, ix_rpc_server) = match side {
+            Side::Driver => (
+                Some(
+                    rpc_service
+                        .client_builder()
+                        .create()
+                        .context("iceoryx2 client")?,
+                ),
+                None,
+            ),
+            Side::Peer => (
+                None,
+                Some(
+                    rpc_service
+                        .server_builder()
+                        .create()
+                        .context("iceoryx2 server")?,
+                ),
+            ),
+        };
+
         Ok(Ends {
             side,
             shared,
@@ -502,6 +590,10 @@ impl Ends {
             ix_stream_rx,
             ix_cost_tx,
             _ix_cost_rx: ix_cost_rx,
+            ml_rpc_client,
+            ml_rpc_server,
+            ix_rpc_client,
+            ix_rpc_server,
             _node: node,
         })
     }
@@ -562,7 +654,113 @@ impl Ends {
             Contender::MemlinkStream => self.ml_stream(n),
             Contender::IceoryxStream => self.ix_stream(n),
             Contender::RingStream => self.ring_stream(n),
+            Contender::RpcMemlinkPoll => self.ml_rpc(n, Wait::Spin),
+            Contender::RpcMemlinkYield => self.ml_rpc(n, Wait::Yield),
+            Contender::RpcMemlinkBlocking => self.ml_rpc(n, Wait::Block),
+            Contender::RpcIceoryxPoll => self.ix_rpc(n, false),
+            Contender::RpcIceoryxYield => self.ix_rpc(n, true),
         }
+    }
+
+    /// Request/response round trips over memlink: the driver sends a
+    /// request and takes its one response and the end; the peer answers
+    /// each request with the number it carries.
+    fn ml_rpc(&self, n: u32, wait: Wait) -> Res {
+        let poll = |yielding: bool| {
+            move || {
+                if yielding {
+                    std::thread::yield_now();
+                }
+            }
+        };
+        for i in 0..u64::from(n) {
+            if let Some(client) = &self.ml_rpc_client {
+                let mut pending = client.try_send_copy(&message(i)).context("memlink send")?;
+                let got = match wait {
+                    Wait::Block => *pending
+                        .recv_timeout(SILENCE)
+                        .context("memlink recv")?
+                        .ok_or_else(|| fail("the answer ended empty"))?,
+                    Wait::Spin | Wait::Yield => {
+                        let pause = poll(wait == Wait::Yield);
+                        spin(|| {
+                            pause();
+                            pending
+                                .try_recv()
+                                .map(|r| r.map(|r| *r))
+                                .context("memlink try_recv")
+                                .transpose()
+                        })
+                        .unwrap_or_else(|| Err(silent()))?
+                    }
+                };
+                expect(&got, i)?;
+                // The end travels with a one-response answer.
+                if !pending.is_ended() {
+                    return Err(fail("memlink: the answer did not end with its response"));
+                }
+            } else {
+                let server = self.ml_rpc_server.as_ref().expect("the peer serves");
+                let request = match wait {
+                    Wait::Block => server.recv_timeout(SILENCE).context("memlink recv")?,
+                    Wait::Spin | Wait::Yield => {
+                        let pause = poll(wait == Wait::Yield);
+                        spin(|| {
+                            pause();
+                            server.try_recv().context("memlink try_recv").transpose()
+                        })
+                        .unwrap_or_else(|| Err(silent()))?
+                    }
+                };
+                let value = check(&request)?;
+                request
+                    .respond(&message(value))
+                    .context("memlink respond")?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Request/response round trips over iceoryx2, polling (its
+    /// request/response has no blocking receive); `yielding` gives the CPU
+    /// up between polls.
+    fn ix_rpc(&self, n: u32, yielding: bool) -> Res {
+        let pause = || {
+            if yielding {
+                std::thread::yield_now();
+            }
+        };
+        for i in 0..u64::from(n) {
+            if let Some(client) = &self.ix_rpc_client {
+                let pending = client
+                    .send_copy(message(i))
+                    .context("iceoryx2 send request")?;
+                let response = spin(|| {
+                    pause();
+                    pending
+                        .receive()
+                        .context("iceoryx2 receive response")
+                        .transpose()
+                })
+                .unwrap_or_else(|| Err(silent()))?;
+                expect(response.payload(), i)?;
+            } else {
+                let server = self.ix_rpc_server.as_ref().expect("the peer serves");
+                let request = spin(|| {
+                    pause();
+                    server
+                        .receive()
+                        .context("iceoryx2 receive request")
+                        .transpose()
+                })
+                .unwrap_or_else(|| Err(silent()))?;
+                let value = check(request.payload())?;
+                request
+                    .send_copy(message(value))
+                    .context("iceoryx2 send response")?;
+            }
+        }
+        Ok(())
     }
 
     /// One cache line, written by turns: the driver makes the counter odd,

@@ -92,6 +92,9 @@ enum Group {
     SendCost,
     /// Work-queue throughput of 64 B messages to 1 and 3 consumers.
     Queue,
+    /// 64 B request/response round trips: memlink polling and blocking,
+    /// iceoryx2's request/response, a Unix socket; on one vCPU and on two.
+    Rpc,
     /// Async (tokio) round trips against blocking ones and a tokio socket.
     Async,
 }
@@ -687,6 +690,62 @@ fn drive(args: &Args) -> Res {
         figures.extend(driver.measure(&heading, specs)?);
         driver.queue = None;
     }
+    if wanted(Group::Rpc) {
+        use Contender::*;
+        for (place, cpu, heading) in [
+            (
+                "apart",
+                apart,
+                format!("Request/response 64 B round trip, different vCPUs ({here} and {apart})"),
+            ),
+            (
+                "same",
+                here,
+                format!(
+                    "Request/response 64 B round trip, same vCPU (both on CPU {here}); \
+                     polling yields the CPU between polls"
+                ),
+            ),
+        ] {
+            let (poll_ml, poll_ix, n_poll, n_block) = if place == "apart" {
+                (
+                    RpcMemlinkPoll,
+                    RpcIceoryxPoll,
+                    counts.polls,
+                    counts.blocking_apart,
+                )
+            } else {
+                (
+                    RpcMemlinkYield,
+                    RpcIceoryxYield,
+                    counts.blocking_same,
+                    counts.blocking_same,
+                )
+            };
+            let rt = |key: &str, label: &str, contender, count| {
+                let job = Job::Peer(contender, cpu);
+                spec(
+                    &format!("rpc_{place}.{key}"),
+                    label,
+                    Unit::Micros,
+                    job,
+                    count,
+                )
+            };
+            let specs = vec![
+                rt("memlink_poll", "memlink, polling", poll_ml, n_poll),
+                rt("iceoryx2_poll", "iceoryx2, polling", poll_ix, n_poll),
+                rt(
+                    "memlink_block",
+                    "memlink, blocking recv",
+                    RpcMemlinkBlocking,
+                    n_block,
+                ),
+                rt("unix_socket", "Unix socket ping-pong", UnixSocket, n_block),
+            ];
+            figures.extend(driver.measure(&heading, specs)?);
+        }
+    }
     drop(driver);
     if wanted(Group::Async) && !args.json {
         async_rtt::measure(counts.rounds, args.quick, cpus)?;
@@ -753,6 +812,19 @@ const COMPARISONS: &[(&str, &str, Option<Aim>)] = &[
     ("queue.memlink_1", "queue.pubsub", None),
     ("queue.memlink_3", "queue.pubsub", None),
     ("queue.memlink_3", "queue.memlink_1", None),
+    (
+        "rpc_apart.memlink_poll",
+        "rpc_apart.iceoryx2_poll",
+        Some(Aim::AtMost(1.0 / 3.0)),
+    ),
+    ("rpc_apart.memlink_block", "rpc_apart.unix_socket", None),
+    ("rpc_apart.memlink_poll", "rpc_apart.unix_socket", None),
+    (
+        "rpc_same.memlink_poll",
+        "rpc_same.iceoryx2_poll",
+        Some(Aim::AtMost(1.0 / 3.0)),
+    ),
+    ("rpc_same.memlink_block", "rpc_same.unix_socket", None),
 ];
 
 fn compare(figures: &[Figure]) -> Vec<Comparison> {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::joint::{self, client_place, Rpc};
-use super::layout::{ABORTED, ACTIVE, FREE, GEN};
+use super::layout::{ABORTED, ACTIVE, FREE, GEN, LAST};
 use super::{Payload, RpcOptions};
 use crate::error::{Error, ErrorKind, Operation, Result};
 use crate::messaging::{self, bit_of, deadline_after, payload_type, PayloadType};
@@ -582,8 +582,9 @@ pub struct PendingResponse<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
 
 /// What a look at a pending response found.
 enum Polled {
-    /// A response, number `n` of the channel, `len` bytes long.
-    Response(u64, u64),
+    /// A response, number `n` of the channel, `len` bytes long, and
+    /// whether it is the last.
+    Response(u64, u64, bool),
     Ended,
     Nothing,
 }
@@ -599,7 +600,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
     /// tells them apart). Never blocks.
     pub fn try_recv(&mut self) -> Result<Option<Response<'_, 'a, Req, Resp>>> {
         match self.poll()? {
-            Polled::Response(n, len) => Ok(Some(self.response(n, len))),
+            Polled::Response(n, len, last) => Ok(Some(self.response(n, len, last))),
             Polled::Ended => {
                 self.end();
                 Ok(None)
@@ -629,12 +630,12 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
     /// response is only taken in the poll that returns it.
     #[cfg(any(feature = "tokio", feature = "async-io"))]
     pub async fn recv_async(&mut self) -> Result<Option<Response<'_, 'a, Req, Resp>>> {
-        let (n, len) = loop {
+        let (n, len, last) = loop {
             if self.ended {
                 return Ok(None);
             }
             match self.poll()? {
-                Polled::Response(n, len) => break (n, len),
+                Polled::Response(n, len, last) => break (n, len, last),
                 Polled::Ended => {
                     self.end();
                     return Ok(None);
@@ -644,19 +645,19 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
                     .map_err(|e| e.reframe(Operation::Receive))?,
             }
         };
-        Ok(Some(self.response(n, len)))
+        Ok(Some(self.response(n, len, last)))
     }
 
     fn recv_until(
         &mut self,
         deadline: Option<Instant>,
     ) -> Result<Option<Response<'_, 'a, Req, Resp>>> {
-        let (n, len) = loop {
+        let (n, len, last) = loop {
             if self.ended {
                 return Ok(None);
             }
             match self.poll()? {
-                Polled::Response(n, len) => break (n, len),
+                Polled::Response(n, len, last) => break (n, len, last),
                 Polled::Ended => {
                     self.end();
                     return Ok(None);
@@ -674,7 +675,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
                 }
             }
         };
-        Ok(Some(self.response(n, len)))
+        Ok(Some(self.response(n, len, last)))
     }
 
     /// The stream has ended: the channel is free for the next request at
@@ -690,7 +691,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
         self.client.rpc.wake_client(self.client.index);
     }
 
-    fn response(&mut self, n: u64, len: u64) -> Response<'_, 'a, Req, Resp> {
+    fn response(&mut self, n: u64, len: u64, last: bool) -> Response<'_, 'a, Req, Resp> {
         let l = self.client.rpc.layout();
         let offset = l.resp_slot(0, self.channel, n);
         let len = len.min(l.settings.max_response);
@@ -702,6 +703,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
         Response {
             ptr: Resp::from_raw(at, len as usize),
             n,
+            last,
             pending: self,
         }
     }
@@ -722,13 +724,15 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
             let head = chs.resp_head.load(Ordering::Acquire);
             if tail != head {
                 let entry = c.entry(i, k, tail);
-                if entry.gen.load(Ordering::Relaxed) != self.gen {
+                let gen = entry.gen.load(Ordering::Relaxed);
+                if gen & GEN != self.gen {
                     // Not ours (an answer to an earlier request that was
                     // given up on): skip it.
                     chc.resp_tail.store(tail + 1, Ordering::Release);
                     continue;
                 }
-                return Ok(Polled::Response(tail, entry.len.load(Ordering::Relaxed)));
+                let len = entry.len.load(Ordering::Relaxed);
+                return Ok(Polled::Response(tail, len, gen & LAST != 0));
             }
             // Acquire: pairs with the server's SeqCst (release) `done`
             // store, made after its last head store.
@@ -836,6 +840,8 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> fmt::Debug for PendingRespon
 pub struct Response<'p, 'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> {
     pending: &'p mut PendingResponse<'a, Req, Resp>,
     n: u64,
+    /// The stream ends with it.
+    last: bool,
     ptr: *const Resp,
 }
 
@@ -862,6 +868,9 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Response<'_, '_, Re
         // before the load of its mark (it may wait for room).
         chc.resp_tail.store(self.n + 1, Ordering::SeqCst);
         client.rpc.wake_server();
+        if self.last {
+            self.pending.end();
+        }
     }
 }
 

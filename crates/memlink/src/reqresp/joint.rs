@@ -372,7 +372,7 @@ pub fn inspect_rpc(name: &str) -> Result<RpcInfo> {
     let server = server.map(|pid| RpcParticipant {
         index: 0,
         pid,
-        requests: control.server().received.load(Ordering::Relaxed),
+        requests: control.server_counters().received.load(Ordering::Relaxed),
         in_flight: total,
     });
     let clients = clients

@@ -5,7 +5,8 @@
 //! 0        Header: magic (written last), layout version, settings,
 //!          request and response payload types
 //! 512      the server's line: doorbell, state, pid, epoch, sleeping mark
-//! 576      sleeping clients: one bit each (W = ceil(clients / 64) words)
+//! 576      the server's counters
+//! 640      sleeping clients: one bit each (W = ceil(clients / 64) words)
 //! ...      client entries, one per place: a line the client writes (doorbell,
 //!          state, pid, epoch, requests sent), then per channel (one per
 //!          request in flight) a line the client writes (request generation,
@@ -48,8 +49,10 @@ pub(super) const FREE: u32 = 0;
 /// In a channel's `done` word: the request was ended because the server
 /// that took it died (a new server found it so), not by an answer.
 pub(super) const ABORTED: u64 = 1 << 63;
-/// The generation part of a `done` word.
+/// The generation part of a `done` word (or of a ring entry's).
 pub(super) const GEN: u64 = ABORTED - 1;
+/// In a ring entry's `gen` word: the stream ends with this response.
+pub(super) const LAST: u64 = 1 << 63;
 
 /// The settings a service is made with; stored in its header.
 #[repr(C)]
@@ -92,12 +95,19 @@ pub(super) struct ServerEntry {
     pub(super) pid: AtomicU32,
     /// Bumped by each new server: which server took a request.
     pub(super) epoch: AtomicU64,
-    /// Requests taken.
-    pub(super) received: AtomicU64,
     /// Non-zero while the server sleeps; a client that sees it claims it
     /// (swaps it to 0) and rings.
     pub(super) sleeping: AtomicU32,
     pub(super) flags: AtomicU32,
+}
+
+/// The server's counters, on a line of their own: clients read the
+/// server's line on every request, so the server writes there only when
+/// it changes state.
+#[repr(C)]
+pub(super) struct ServerCounters {
+    /// Requests taken.
+    pub(super) received: AtomicU64,
 }
 
 /// The first line of a client entry, written by the place's holder.
@@ -150,7 +160,8 @@ pub(super) struct ChannelServer {
 /// it moves the head past it.
 #[repr(C)]
 pub(super) struct RingEntry {
-    /// The generation of the request it answers.
+    /// The generation of the request it answers, with [`LAST`] when it is
+    /// the last response (the end comes with it).
     pub(super) gen: AtomicU64,
     pub(super) len: AtomicU64,
 }
@@ -248,7 +259,7 @@ impl Layout {
         let ring = u64::from(s.max_responses);
         let words = u64::from(s.max_clients).div_ceil(64);
         let server = HEADER_SIZE;
-        let sleepers = server + LINE;
+        let sleepers = server + 2 * LINE;
         let clients = sleepers + round_up(words * 8, LINE).unwrap();
         let channel_size = 2 * LINE + round_up(ring * 16, LINE).unwrap();
         let client_size = LINE + depth * channel_size;
@@ -361,6 +372,10 @@ impl Control {
 
     pub(super) fn server(&self) -> &ServerEntry {
         self.at(self.layout.server)
+    }
+
+    pub(super) fn server_counters(&self) -> &ServerCounters {
+        self.at(self.layout.server + LINE)
     }
 
     /// Word `w` of the sleeping-client bits.

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use bytemuck::Pod;
 
 use super::joint::{self, client_place, Rpc, SERVER_PLACE};
-use super::layout::{ABORTED, ACTIVE, FREE, GEN};
+use super::layout::{ABORTED, ACTIVE, FREE, GEN, LAST};
 use super::{Payload, RpcOptions};
 use crate::error::{ErrorKind, Operation, Result};
 use crate::messaging::{deadline_after, payload_type, PayloadType};
@@ -114,7 +114,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
         let epoch = s.epoch.load(Ordering::Relaxed).wrapping_add(1);
         s.epoch.store(epoch, Ordering::Relaxed);
         s.pid.store(std::process::id(), Ordering::Relaxed);
-        s.received.store(0, Ordering::Relaxed);
+        c.server_counters().received.store(0, Ordering::Relaxed);
         s.flags.store(0, Ordering::Relaxed);
         s.sleeping.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire loads of clients and inspectors,
@@ -297,9 +297,10 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
                 drop(active); // ends it: nobody waits for the answers
                 continue;
             }
-            let s = ctl.server();
-            s.received
-                .store(s.received.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+            // Several threads of this server may count at once.
+            ctl.server_counters()
+                .received
+                .fetch_add(1, Ordering::Relaxed);
             return Some(active);
         }
         // Nothing pending: the client's place is idle until `sent` moves.
@@ -518,15 +519,17 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'a, Req, R
     }
 
     /// Publishes the response written in slot `head`, unless nobody wants
-    /// it.
-    fn publish(&self, head: u64, bytes: u64) {
+    /// it; `last` says the stream ends with it (the client needs no other
+    /// look for the end; `done` still follows, for the channel).
+    fn publish(&self, head: u64, bytes: u64, last: bool) {
         if self.unwanted() {
             return;
         }
         let ctl = &self.server.rpc.control;
         let entry = ctl.entry(self.client, self.channel, head);
         // Relaxed: published by the head store below.
-        entry.gen.store(self.gen, Ordering::Relaxed);
+        let mark = if last { LAST } else { 0 };
+        entry.gen.store(self.gen | mark, Ordering::Relaxed);
         entry.len.store(bytes, Ordering::Relaxed);
         // SeqCst: (1) releases the payload and entry to the client's Acquire
         // load of the head; (2) is ordered before the load of its sleeping
@@ -590,10 +593,12 @@ impl<'a, Req: Payload + ?Sized, Resp: Pod> ActiveRequest<'a, Req, Resp> {
         Ok(())
     }
 
-    /// Answers with `value` and ends the request: the one-response case.
+    /// Answers with `value` and ends the request: the one-response case
+    /// (the end travels with the response).
     pub fn respond(mut self, value: &Resp) -> Result<()> {
-        self.send_copy(value)?;
-        self.end();
+        let mut loan = self.loan_bytes(size_of::<Resp>() as u64, None)?;
+        *loan = *value;
+        loan.send_last();
         Ok(())
     }
 }
@@ -628,8 +633,9 @@ impl<'a, Req: Payload + ?Sized, T: Pod> ActiveRequest<'a, Req, [T]> {
 
     /// Answers with `values` and ends the request.
     pub fn respond(mut self, values: &[T]) -> Result<()> {
-        self.send_copy(values)?;
-        self.end();
+        let mut loan = self.loan_bytes(std::mem::size_of_val(values) as u64, None)?;
+        loan.copy_from_slice(values);
+        loan.send_last();
         Ok(())
     }
 }
@@ -683,7 +689,18 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ResponseMut<'_, '_, Req, Res
     pub fn send(self) {
         // SAFETY: `ptr` points at this loan's payload (see `loan_bytes`).
         let bytes = unsafe { (*self.ptr).byte_len() } as u64;
-        self.request.publish(self.head, bytes);
+        self.request.publish(self.head, bytes, false);
+    }
+
+    /// Sends the response as the last one: the request ends with it (the
+    /// zero-copy form of [`ActiveRequest::respond`]). The request may still
+    /// be dropped or [`end`](ActiveRequest::end)ed after; it does nothing
+    /// more.
+    pub fn send_last(self) {
+        // SAFETY: `ptr` points at this loan's payload (see `loan_bytes`).
+        let bytes = unsafe { (*self.ptr).byte_len() } as u64;
+        self.request.publish(self.head, bytes, true);
+        self.request.finish();
     }
 }
 
