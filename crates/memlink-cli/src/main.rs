@@ -13,6 +13,7 @@ mod rpc;
 mod signals;
 mod text;
 mod units;
+mod waiting;
 mod watch;
 
 use std::error::Error;

@@ -389,8 +389,9 @@ pub fn info(args: InfoArgs) -> CmdResult {
                             String::new()
                         };
                         format!(
-                            "{}  {what} {}{missed}",
+                            "{}{}  {what} {}{missed}",
                             Process::new(p.pid).long(),
+                            if p.bridge { " (bridge)" } else { "" },
                             p.samples
                         )
                     })

@@ -1,10 +1,10 @@
 //! What the system says about processes: their command lines, and which of
 //! them have an object open or mapped. Read from `/proc` where it exists
-//! (Linux); elsewhere nothing is found and only the pids are shown.
+//! (Linux); on Windows only a process's program is known (its image path);
+//! elsewhere nothing is found and only the pids are shown.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::fs;
-use std::path::Path;
 
 use serde::Serialize;
 
@@ -13,8 +13,9 @@ use serde::Serialize;
 pub struct Process {
     /// Its id.
     pub pid: u32,
-    /// Its command line, arguments joined by spaces; `None` where the
-    /// system does not tell (another OS, or the process has gone).
+    /// Its command line, arguments joined by spaces (on Windows, the
+    /// program's path alone); `None` where the system does not tell (macOS
+    /// and the BSDs, no permission, or the process has gone).
     pub command: Option<String>,
 }
 
@@ -45,7 +46,12 @@ impl Process {
 
 /// The base name of a command line's program.
 fn program_name(command: &str) -> Option<&str> {
-    let program = command.split(' ').next()?;
+    // Windows reports the program's path alone, which may hold spaces.
+    let program = if cfg!(windows) {
+        command
+    } else {
+        command.split(' ').next()?
+    };
     let name = program.rsplit(['/', '\\']).next()?;
     (!name.is_empty()).then_some(name)
 }
@@ -53,8 +59,9 @@ fn program_name(command: &str) -> Option<&str> {
 /// The command line of `pid`: `/proc/PID/cmdline` with its arguments joined
 /// by spaces, or `[comm]` for a process without one (a kernel thread, or a
 /// zombie).
+#[cfg(not(windows))]
 pub fn command_line(pid: u32) -> Option<String> {
-    let proc_dir = Path::new("/proc").join(pid.to_string());
+    let proc_dir = std::path::Path::new("/proc").join(pid.to_string());
     let raw = fs::read(proc_dir.join("cmdline")).ok()?;
     let args: Vec<String> = raw
         .split(|&b| b == 0)
@@ -68,10 +75,39 @@ pub fn command_line(pid: u32) -> Option<String> {
     Some(format!("[{}]", comm.trim_end()))
 }
 
+/// The program of `pid`, as its full image path: Windows tells another
+/// process's command line only by reading that process's memory, which
+/// needs rights a listing should not ask for; the image path needs only
+/// `PROCESS_QUERY_LIMITED_INFORMATION`.
+#[cfg(windows)]
+pub fn command_line(pid: u32) -> Option<String> {
+    use windows_sys::Win32::Foundation::CloseHandle;
+    use windows_sys::Win32::System::Threading::{
+        OpenProcess, QueryFullProcessImageNameW, PROCESS_NAME_WIN32,
+        PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+    // SAFETY: OpenProcess takes no pointers; a null result is checked.
+    let process = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+    if process.is_null() {
+        return None;
+    }
+    let mut path = [0u16; 1024];
+    let mut len = path.len() as u32;
+    // SAFETY: `process` is a live handle opened above; `path` is writable
+    // for `len` UTF-16 units, and the call writes back how many it used.
+    let ok = unsafe {
+        QueryFullProcessImageNameW(process, PROCESS_NAME_WIN32, path.as_mut_ptr(), &mut len)
+    };
+    // SAFETY: `process` was opened above and is closed once, here.
+    unsafe { CloseHandle(process) };
+    (ok != 0).then(|| String::from_utf16_lossy(&path[..len as usize]))
+}
+
 /// One argument as a shell would need it typed: as is when plain,
 /// single-quoted when it has spaces or special characters, and as an
 /// escaped string (`"a\nb"`) when it has control characters, so that a
 /// command line always shows on one line.
+#[cfg(not(windows))]
 fn quote(arg: &str) -> String {
     let plain = |c: char| c.is_alphanumeric() || "_@%+=:,./-".contains(c);
     if !arg.is_empty() && arg.chars().all(plain) {
@@ -193,13 +229,30 @@ mod tests {
     }
 
     #[test]
+    #[cfg(not(windows))]
     fn program_names() {
         assert_eq!(program_name("/usr/bin/python3 -c x"), Some("python3"));
         assert_eq!(program_name("memlink create x"), Some("memlink"));
-        assert_eq!(program_name(r"C:\bin\memlink.exe ls"), Some("memlink.exe"));
     }
 
     #[test]
+    #[cfg(windows)]
+    fn program_names_are_the_last_part_of_the_image_path() {
+        let path = r"C:\Program Files\memlink\memlink.exe";
+        assert_eq!(program_name(path), Some("memlink.exe"));
+        assert_eq!(
+            command_line(std::process::id())
+                .as_deref()
+                .and_then(program_name),
+            std::env::current_exe()
+                .ok()
+                .and_then(|p| p.file_name()?.to_str().map(str::to_owned))
+                .as_deref()
+        );
+    }
+
+    #[test]
+    #[cfg(not(windows))]
     fn quotes_arguments() {
         assert_eq!(quote("--size"), "--size");
         assert_eq!(quote("hello world"), "'hello world'");
@@ -210,12 +263,17 @@ mod tests {
 
     #[test]
     fn describes_processes() {
+        let command = if cfg!(windows) {
+            r"C:\Program Files\memlink.exe"
+        } else {
+            "/usr/bin/memlink.exe create x --size 4K"
+        };
         let p = Process {
             pid: 42,
-            command: Some("/usr/bin/memlink create x --size 4K".into()),
+            command: Some(command.into()),
         };
-        assert_eq!(p.short(), "42 (memlink)");
-        assert_eq!(p.long(), "42      /usr/bin/memlink create x --size 4K");
+        assert_eq!(p.short(), "42 (memlink.exe)");
+        assert_eq!(p.long(), format!("42      {command}"));
         let bare = Process {
             pid: 42,
             command: None,

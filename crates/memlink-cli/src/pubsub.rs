@@ -3,18 +3,14 @@
 
 use std::io::{self, BufRead, IsTerminal, Read, Write};
 use std::path::PathBuf;
-use std::sync::mpsc::TryRecvError;
 use std::time::{Duration, Instant};
 
 use clap::ArgGroup;
 use memlink::pubsub::{inspect_service, Overflow, ServiceInfo, ServiceOptions, Subscriber};
-use memlink::ErrorKind;
 use serde::Serialize;
 
-use crate::{colour_on_stdout, failure, hexdump, signals, units, CmdResult};
-
-/// How often a waiting `sub` looks at Ctrl-C.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
+use crate::coordinate::timed_out_or;
+use crate::{colour_on_stdout, failure, hexdump, signals, units, waiting, CmdResult};
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum OverflowArg {
@@ -126,20 +122,13 @@ pub struct SubArgs {
 
 pub fn publish(args: PubArgs) -> CmdResult {
     let publisher = args.service.options().publisher::<[u8]>(&args.name)?;
-    let deadline = Instant::now() + args.timeout;
-    while publisher.subscriber_count()? < args.wait_subscribers {
-        if Instant::now() >= deadline {
-            return Err(failure(format!(
-                "cannot send on service \"{}\": {} of {} subscribers connected after {}",
-                args.name,
-                publisher.subscriber_count()?,
-                args.wait_subscribers,
-                humantime::format_duration(args.timeout)
-            )));
-        }
-        // Polling the place table: subscribers ring nobody when they join.
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    waiting::for_peers(
+        &format!("cannot send on service \"{}\"", args.name),
+        "subscribers",
+        args.wait_subscribers,
+        args.timeout,
+        || publisher.subscriber_count(),
+    )?;
     let pace = args
         .rate
         .map(|r| Duration::from_secs_f64(1.0 / r.max(1e-3)));
@@ -154,8 +143,7 @@ pub fn publish(args: PubArgs) -> CmdResult {
         }
         let mut sample = publisher.loan_slice_uninit(message.len())?;
         sample.copy_from_slice(message);
-        sample.send_timeout(args.timeout)?;
-        Ok(())
+        sample.send_timeout(args.timeout).map_err(timed_out_or)
     };
     if args.stdin.is_some() {
         for line in io::stdin().lock().split(b'\n') {
@@ -215,29 +203,14 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
     let colour = colour_on_stdout();
     let mut received = 0u64;
     let mut missed = 0u64;
-    let mut quiet_since = Instant::now();
+    let action = format!("cannot receive from service \"{}\"", args.name);
     while args.count.is_none_or(|n| received < n) {
-        match stop.try_recv() {
-            Ok(()) | Err(TryRecvError::Disconnected) => break,
-            Err(TryRecvError::Empty) => {}
-        }
-        let sample = match subscriber.recv_timeout(SIGNAL_CHECK) {
-            Ok(sample) => sample,
-            Err(e) if e.kind() == ErrorKind::Timeout => {
-                if let Some(limit) = args.timeout {
-                    if quiet_since.elapsed() >= limit {
-                        return Err(failure(format!(
-                            "cannot receive from service \"{}\": no message for {}",
-                            args.name,
-                            humantime::format_duration(limit)
-                        )));
-                    }
-                }
-                continue;
-            }
-            Err(e) => return Err(e.into()),
+        let Some(sample) = waiting::for_message(&stop, args.timeout, &action, |wait| {
+            subscriber.recv_timeout(wait)
+        })?
+        else {
+            break;
         };
-        quiet_since = Instant::now();
         received += 1;
         let newly_missed = subscriber.missed() - missed;
         missed = subscriber.missed();
@@ -332,12 +305,18 @@ pub(crate) fn read_stdin_at_most(max: u64, what: &str) -> CmdResult<Vec<u8>> {
 
 /// A service's participants and counters in a few words, for `ls`.
 pub fn summary(info: &ServiceInfo) -> String {
+    let bridged = info
+        .publishers
+        .iter()
+        .chain(&info.subscribers)
+        .any(|p| p.bridge);
     format!(
-        "{} pub, {} sub, {} of {} slots held",
+        "{} pub, {} sub, {} of {} slots held{}",
         info.publishers.len(),
         info.subscribers.len(),
         info.slots_held,
-        info.slots
+        info.slots,
+        if bridged { ", bridged" } else { "" }
     )
 }
 

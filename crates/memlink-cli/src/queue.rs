@@ -1,18 +1,16 @@
 //! Work queues in `ls` and `info`.
 
 use std::io::{BufRead, Write};
-use std::sync::mpsc::TryRecvError;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use clap::ArgGroup;
 use memlink::queue::{
     inspect_queue, Consumer, OnConsumerDeath, QueueInfo, QueueOptions, QueueParticipant,
 };
-use memlink::ErrorKind;
 
-use crate::coordinate::{timed_out_or, TimedOut};
+use crate::coordinate::timed_out_or;
 use crate::procs::Process;
-use crate::{signals, units, CmdResult};
+use crate::{signals, units, waiting, CmdResult};
 
 /// `inspect_queue`, or `None` for an object that is not a queue.
 pub fn inspect(name: &str) -> Option<QueueInfo> {
@@ -87,9 +85,6 @@ pub fn rows(info: &QueueInfo, row: &mut dyn FnMut(&str, String)) {
     row("producers", members(&info.producers, false));
     row("consumers", members(&info.consumers, true));
 }
-
-/// How often a waiting `pop` looks at Ctrl-C.
-const SIGNAL_CHECK: Duration = Duration::from_millis(100);
 
 /// Settings for a queue `push` or `pop` makes; a queue that exists keeps
 /// its own unless one is given here (then it must match).
@@ -176,20 +171,13 @@ pub struct PopArgs {
 
 pub fn push(args: PushArgs) -> CmdResult {
     let producer = args.queue.options().producer::<[u8]>(&args.name)?;
-    let deadline = Instant::now() + args.timeout;
-    while producer.consumer_count()? < args.wait_consumers {
-        if Instant::now() >= deadline {
-            return Err(Box::new(TimedOut(format!(
-                "cannot push onto queue \"{}\": {} of {} consumers connected after {}",
-                args.name,
-                producer.consumer_count()?,
-                args.wait_consumers,
-                humantime::format_duration(args.timeout)
-            ))));
-        }
-        // Polling the place table: consumers ring nobody when they join.
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    waiting::for_peers(
+        &format!("cannot push onto queue \"{}\"", args.name),
+        "consumers",
+        args.wait_consumers,
+        args.timeout,
+        || producer.consumer_count(),
+    )?;
     let send = |bytes: &[u8]| -> CmdResult {
         producer
             .send_copy_timeout(bytes, args.timeout)
@@ -211,28 +199,13 @@ pub fn pop(args: PopArgs) -> CmdResult {
     let consumer = Consumer::connect_any(&args.name, &args.queue.options())?;
     let stop = signals::termination()?;
     let mut out = std::io::stdout().lock();
+    let action = format!("cannot pop from queue \"{}\"", args.name);
     for _ in 0..args.count {
-        let started = Instant::now();
-        let job = loop {
-            match stop.try_recv() {
-                Ok(()) | Err(TryRecvError::Disconnected) => return Ok(()),
-                Err(TryRecvError::Empty) => {}
-            }
-            match consumer.recv_timeout(SIGNAL_CHECK) {
-                Ok(job) => break job,
-                Err(e) if e.kind() == ErrorKind::Timeout => {
-                    if let Some(limit) = args.timeout {
-                        if started.elapsed() >= limit {
-                            return Err(Box::new(TimedOut(format!(
-                                "cannot pop from queue \"{}\": no message for {}",
-                                args.name,
-                                humantime::format_duration(limit)
-                            ))));
-                        }
-                    }
-                }
-                Err(e) => return Err(e.into()),
-            }
+        let Some(job) = waiting::for_message(&stop, args.timeout, &action, |wait| {
+            consumer.recv_timeout(wait)
+        })?
+        else {
+            return Ok(());
         };
         out.write_all(String::from_utf8_lossy(&job).as_bytes())?;
         out.write_all(b"\n")?;

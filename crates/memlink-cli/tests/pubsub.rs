@@ -112,13 +112,13 @@ fn bad_pub_and_sub_input_says_what_is_wrong() {
         "50ms",
     ]);
     assert!(
-        err.fails(1).contains("0 of 1 subscribers connected"),
+        err.fails(124).contains("0 of 1 subscribers connected"),
         "{}",
         err.stderr
     );
     let err = run(&["sub", &name, "--timeout", "50ms"]);
     assert!(
-        err.fails(1).contains("no message for 50ms"),
+        err.fails(124).contains("no message for 50ms"),
         "{}",
         err.stderr
     );

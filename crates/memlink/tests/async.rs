@@ -2,7 +2,8 @@
 //! multi-thread runtime and under a second executor
 //! (`futures::executor::block_on`): a ping-pong, many tasks awaiting
 //! several subscribers at once, a task cancelled while it waits (nothing
-//! lost, no waiter left behind), and a send that waits for room.
+//! lost, no waiter left behind), and a send that waits for room; the same
+//! for work queues (`Consumer::recv_async`, `Producer::send_copy_async`).
 //! Needs the `tokio` and `async-io` features (see Cargo.toml).
 
 mod support;
@@ -12,6 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use memlink::pubsub::{inspect_service, Overflow, Publisher, ServiceOptions, Subscriber};
+use memlink::queue::{inspect_queue, Consumer, Producer, QueueOptions};
 use support::{hear, role, say, unique_name, Child, DEADLINE};
 
 const SERVICES: usize = 4;
@@ -129,6 +131,26 @@ fn child_entry() {
             while hear().as_deref() == Some("take") {
                 let sample = sub.recv_timeout(DEADLINE).unwrap();
                 say(format!("took {}", *sample));
+            }
+        }
+        // Pushes COUNT messages onto a queue once told `go`, then waits.
+        ["queue_push", name, count] => {
+            let producer = Producer::<u64>::connect(name).unwrap();
+            say("ready");
+            assert_eq!(hear().as_deref(), Some("go"));
+            for n in 0..count.parse().unwrap() {
+                producer.send_copy_timeout(&n, DEADLINE).unwrap();
+            }
+            say("sent");
+            hear();
+        }
+        // A queue consumer that takes one message when told `take`.
+        ["queue_take", name] => {
+            let consumer = Consumer::<u64>::connect(name).unwrap();
+            say("ready");
+            while hear().as_deref() == Some("take") {
+                let job = consumer.recv_timeout(DEADLINE).unwrap();
+                say(format!("took {}", *job));
             }
         }
         _ => panic!("unknown role {args:?}"),
@@ -373,6 +395,141 @@ fn async_receive_works_under_a_second_executor() {
     assert_eq!(feed, vec![10, 11, 12]);
     feeder.release();
     feeder.finish();
+}
+
+#[test]
+fn many_tasks_await_queue_consumers_and_take_every_message_once() {
+    const MESSAGES: u64 = 500;
+    const TASKS: usize = 6;
+    let name = unique_name("async-queue");
+    let rt = runtime();
+    // Two consumers of this process, three tasks on each.
+    let consumers: Vec<Arc<Consumer<u64>>> = (0..2)
+        .map(|_| Arc::new(Consumer::<u64>::connect(&name).unwrap()))
+        .collect();
+    let got = Arc::new(Mutex::new(Vec::new()));
+    let mut child = Child::spawn("queue_push", &[&name, &MESSAGES.to_string()]);
+    child.expect("ready");
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let (consumer, got) = (consumers[t % 2].clone(), got.clone());
+            rt.spawn(async move {
+                loop {
+                    let job = consumer.recv_async().await.unwrap();
+                    got.lock().unwrap().push(*job);
+                }
+            })
+        })
+        .collect();
+    until("tasks listening", || {
+        let info = inspect_queue(&name).unwrap();
+        info.consumers.iter().map(|c| c.listening).sum::<u32>() as usize == TASKS
+    });
+    child.tell("go");
+    child.expect("sent");
+    until("every message taken", || {
+        got.lock().unwrap().len() as u64 >= MESSAGES
+    });
+    rt.block_on(async {
+        for task in tasks {
+            task.abort();
+            assert!(task.await.unwrap_err().is_cancelled());
+        }
+    });
+    let mut values = got.lock().unwrap().clone();
+    values.sort_unstable();
+    assert_eq!(
+        values,
+        (0..MESSAGES).collect::<Vec<_>>(),
+        "each exactly once"
+    );
+    let info = inspect_queue(&name).unwrap();
+    assert_eq!((info.waiting, info.in_progress), (0, 0));
+    for c in &info.consumers {
+        assert_eq!(c.listening, 0, "consumer {}: no listener left", c.index);
+        assert!(!c.sleeping, "consumer {}: no mark left", c.index);
+    }
+    child.release();
+    child.finish();
+}
+
+#[test]
+fn an_async_queue_send_waits_for_room_and_a_cancelled_one_sends_nothing() {
+    let name = unique_name("async-queue-room");
+    let rt = runtime();
+    let producer = Arc::new(
+        QueueOptions::new()
+            .capacity(2)
+            .producer::<u64>(&name)
+            .unwrap(),
+    );
+    let mut child = Child::spawn("queue_take", &[&name]);
+    child.expect("ready");
+    rt.block_on(async {
+        for n in 0..2 {
+            bounded("send", producer.send_copy_async(&n)).await.unwrap();
+        }
+    });
+    let sending = {
+        let producer = producer.clone();
+        rt.spawn(async move { producer.send_copy_async(&2).await })
+    };
+    until("the send sleeps", || {
+        let me = inspect_queue(&name).unwrap().producers[0].clone();
+        me.sleeping && me.listening == 1
+    });
+    assert!(!sending.is_finished(), "no room yet");
+    child.tell("take");
+    child.expect("took 0");
+    rt.block_on(async { bounded("send", sending).await.unwrap().unwrap() });
+    // Full again (1 and 2 wait): a send cancelled while it waits leaves
+    // no loan out and sends nothing.
+    rt.block_on(async {
+        let cancelled = tokio::time::timeout(
+            std::time::Duration::from_millis(20),
+            producer.send_copy_async(&99),
+        )
+        .await;
+        assert!(cancelled.is_err(), "no room");
+    });
+    let me = inspect_queue(&name).unwrap().producers[0].clone();
+    assert_eq!(me.listening, 0, "the cancelled send left");
+    for n in 1..=2 {
+        child.tell("take");
+        child.expect(&format!("took {n}"));
+    }
+    producer.try_send_copy(&3).unwrap();
+    child.tell("take");
+    child.expect("took 3");
+    assert_eq!(
+        inspect_queue(&name).unwrap().waiting,
+        0,
+        "99 was never sent"
+    );
+    child.release();
+    child.finish();
+}
+
+#[test]
+fn async_queue_receive_works_under_a_second_executor() {
+    const MESSAGES: u64 = 200;
+    let name = unique_name("async-fx-queue");
+    let consumer = Consumer::<u64>::connect(&name).unwrap();
+    let mut child = Child::spawn("queue_push", &[&name, &MESSAGES.to_string()]);
+    child.expect("ready");
+    child.tell("go");
+    let got = futures_executor::block_on(async {
+        let mut got = Vec::new();
+        for _ in 0..MESSAGES {
+            got.push(*consumer.recv_async().await.unwrap());
+        }
+        got
+    });
+    // One producer, one consumer: in order.
+    assert_eq!(got, (0..MESSAGES).collect::<Vec<_>>());
+    child.expect("sent");
+    child.release();
+    child.finish();
 }
 
 /// Polls three futures together until all are done (a join without a

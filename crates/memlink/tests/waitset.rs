@@ -1,13 +1,15 @@
 //! Waiting on many participants at once, across real processes: a wait
 //! set over eight subscribers wakes for each and says which, times out
 //! when idle and leaves no sleeping mark behind, wakes a publisher blocked
-//! on backpressure, and refuses members past the platform's limit.
+//! on backpressure, mixes subscribers with work-queue consumers and
+//! producers, and refuses members past the platform's limit.
 
 mod support;
 
 use std::time::{Duration, Instant};
 
 use memlink::pubsub::{inspect_service, Overflow, Publisher, ServiceOptions, Subscriber};
+use memlink::queue::{Consumer, Producer, QueueOptions};
 use memlink::wait::WaitSet;
 use memlink::ErrorKind;
 use support::{hear, role, say, unique_name, Child, DEADLINE};
@@ -56,6 +58,30 @@ fn child_entry() {
             while hear().as_deref() == Some("take") {
                 let sample = sub.recv_timeout(DEADLINE).unwrap();
                 say(format!("took {}", *sample));
+            }
+        }
+        // Pushes VALUE onto queue NAME each time it is told `push NAME VALUE`.
+        ["push"] => {
+            say("ready");
+            while let Some(line) = hear() {
+                let words: Vec<&str> = line.split(' ').collect();
+                let ["push", name, value] = words[..] else {
+                    panic!("not a command: {line}")
+                };
+                Producer::<u64>::connect(name)
+                    .unwrap()
+                    .send_copy_timeout(&value.parse().unwrap(), DEADLINE)
+                    .unwrap();
+                say("pushed");
+            }
+        }
+        // Takes one message from queue NAME each time it is told `take`.
+        ["queue_take", name] => {
+            let consumer = Consumer::<u64>::connect(name).unwrap();
+            say("ready");
+            while hear().as_deref() == Some("take") {
+                let job = consumer.recv_timeout(DEADLINE).unwrap();
+                say(format!("took {}", *job));
             }
         }
         _ => panic!("unknown role {args:?}"),
@@ -161,6 +187,56 @@ fn a_publisher_blocked_on_backpressure_is_woken_in_a_wait_set() {
     let _ = other;
     child.release();
     child.finish();
+}
+
+#[test]
+fn a_wait_set_mixes_subscribers_queue_consumers_and_a_full_producer() {
+    let (jobs_a, jobs_b) = (unique_name("waitset-qa"), unique_name("waitset-qb"));
+    let (full, samples) = (unique_name("waitset-qfull"), unique_name("waitset-qsub"));
+    let a = Consumer::<u64>::connect(&jobs_a).unwrap();
+    let b = Consumer::<u64>::connect(&jobs_b).unwrap();
+    let sub = Subscriber::<u64>::connect(&samples).unwrap();
+    let producer = QueueOptions::new()
+        .capacity(1)
+        .producer::<u64>(&full)
+        .unwrap();
+    producer.send_copy(&0).unwrap();
+    let mut pusher = Child::spawn("push", &[]);
+    let mut taker = Child::spawn("queue_take", &[&full]);
+    pusher.expect("ready");
+    taker.expect("ready");
+    let mut set = WaitSet::new();
+    let ia = set.add(&a).unwrap();
+    let ib = set.add(&b).unwrap();
+    let is = set.add(&sub).unwrap();
+    let ip = set.add(&producer).unwrap();
+    assert!(
+        set.ready().is_empty(),
+        "nothing yet, and the producer is full"
+    );
+    pusher.tell(&format!("push {jobs_b} 7"));
+    assert_eq!(set.wait_timeout(DEADLINE).unwrap(), vec![ib]);
+    pusher.expect("pushed");
+    assert_eq!(*b.try_recv().unwrap().unwrap(), 7);
+    taker.tell("take");
+    assert_eq!(set.wait_timeout(DEADLINE).unwrap(), vec![ip], "room again");
+    taker.expect("took 0");
+    producer.send_copy(&1).unwrap();
+    pusher.tell(&format!("push {jobs_a} 8"));
+    assert_eq!(set.wait_timeout(DEADLINE).unwrap(), vec![ia]);
+    pusher.expect("pushed");
+    assert_eq!(*a.try_recv().unwrap().unwrap(), 8);
+    assert!(set
+        .wait_timeout(Duration::from_millis(30))
+        .unwrap()
+        .is_empty());
+    let _ = is;
+    pusher.release();
+    pusher.finish();
+    taker.tell("take");
+    taker.expect("took 1");
+    taker.release();
+    taker.finish();
 }
 
 #[test]

@@ -3,22 +3,21 @@
 //! the cache of other participants' doorbells, making or joining the
 //! object, and bit sets of participants.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use bytemuck::Pod;
 
-use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
-use crate::name::Name;
+use crate::error::Result;
 use crate::sys;
 use crate::sys::layout::Bell;
-use crate::sys::CreateSpec;
-use crate::types::Access;
+
+mod format;
+pub(crate) use format::{connect, inspect, Control, Format, Header, ObjectLayout, Opened};
 
 /// How long a joiner waits for a creator that is still writing the header
 /// (only on Windows, where a section is visible before it is set up).
-pub(crate) const SETUP_WAIT: Duration = Duration::from_secs(5);
+const SETUP_WAIT: Duration = Duration::from_secs(5);
 
 /// The types a messaging object carries: plain old data ([`Pod`]: no
 /// pointers, every bit pattern valid) and slices of it. Sealed.
@@ -172,61 +171,6 @@ impl Bells {
         }
         if let Some(doorbell) = &bells[i] {
             doorbell.ring(bell);
-        }
-    }
-}
-
-/// Makes the object `name` with `init` writing its header, or opens it
-/// when it exists; the handle and whether this call made it.
-pub(crate) fn create_or_open(
-    name: &Name,
-    kind: ObjectKind,
-    spec: &CreateSpec,
-    init: &mut dyn FnMut(&sys::Mapping) -> Result<()>,
-) -> Result<(sys::Handle, bool)> {
-    let op = Operation::Connect;
-    // Each failure below means another process won a race since the
-    // last step; the bound only guards against a livelock.
-    for _ in 0..1000 {
-        match sys::Handle::create_with(name, kind, spec, init) {
-            Ok(handle) => return Ok((handle, true)),
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-            Err(e) => return Err(e.reframe(op)),
-        }
-        match sys::Handle::open(name, kind, Access::ReadWrite) {
-            Ok(handle) => return Ok((handle, false)),
-            Err(e) if e.kind() == ErrorKind::NotFound => {}
-            Err(e) => return Err(e.reframe(op)),
-        }
-    }
-    Err(Error::new(op, kind, name.given(), ErrorKind::AlreadyExists)
-        .with_detail(format!("the {kind} kept being made and removed by others")))
-}
-
-/// Waits (a bounded while) for the creator's Release store of `expected`
-/// in `magic`; `Err` says why the object is not usable, for an
-/// `Incompatible` error about "a memlink `what`".
-pub(crate) fn await_magic(
-    magic: &AtomicU64,
-    expected: u64,
-    what: &str,
-) -> std::result::Result<(), String> {
-    let deadline = Instant::now() + SETUP_WAIT;
-    loop {
-        // Acquire: pairs with the creator's Release store of the magic.
-        match magic.load(Ordering::Acquire) {
-            m if m == expected => return Ok(()),
-            0 if Instant::now() < deadline => std::thread::yield_now(),
-            0 => {
-                return Err(
-                    "its creator never finished setting it up (it may have died doing so)".into(),
-                )
-            }
-            other => {
-                return Err(format!(
-                    "it is not a memlink {what} (its first word is {other:#018x})"
-                ))
-            }
         }
     }
 }

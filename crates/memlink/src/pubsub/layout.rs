@@ -21,6 +21,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::messaging::ObjectLayout;
 pub(super) use crate::messaging::PayloadType;
 use crate::sys::layout::Bell;
 
@@ -50,10 +51,15 @@ pub(super) const ACTIVE: u32 = 1;
 /// A participant entry is free.
 pub(super) const FREE: u32 = 0;
 
+/// Participant flag: the place is held by a bridge to another machine
+/// (`memlink-bridge`). Its samples came from the network, so other
+/// bridges' subscribers do not send them back out.
+pub(super) const FLAG_BRIDGE: u32 = 1;
+
 /// The settings a service is made with; stored in its header.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Settings {
+pub(crate) struct Settings {
     pub(super) max_publishers: u32,
     pub(super) max_subscribers: u32,
     /// Samples each publisher keeps published: the ring's length.
@@ -69,14 +75,7 @@ pub(super) struct Settings {
 }
 
 /// The first bytes of a service.
-#[repr(C)]
-pub(super) struct Header {
-    pub(super) magic: AtomicU64,
-    pub(super) version: u32,
-    pub(super) header_size: u32,
-    pub(super) settings: Settings,
-    pub(super) payload: PayloadType,
-}
+type Header = crate::messaging::Header<Settings>;
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 const _: () = assert!(std::mem::align_of::<Header>() <= LINE as usize);
@@ -115,7 +114,7 @@ const _: () = assert!(std::mem::size_of::<SubscriberEntry>() as u64 <= LINE);
 
 /// Where everything is, derived from the settings and the payload.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Layout {
+pub(crate) struct Layout {
     pub(super) settings: Settings,
     /// Words of holder or sleeper bits: one bit per subscriber.
     pub(super) words: u64,
@@ -138,9 +137,12 @@ fn round_up(n: u64, to: u64) -> Option<u64> {
     n.checked_add(to - 1).map(|n| n / to * to)
 }
 
-impl Layout {
+impl ObjectLayout for Layout {
+    type Settings = Settings;
+    type Payload = PayloadType;
+
     /// Lays a service out; `Err` names the setting that cannot work.
-    pub(super) fn new(
+    fn lay_out(
         settings: Settings,
         payload: &PayloadType,
         name: &str,
@@ -269,6 +271,16 @@ impl Layout {
         })
     }
 
+    fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn control_len(&self) -> u64 {
+        self.data
+    }
+}
+
+impl Layout {
     pub(super) fn capacity(&self) -> u64 {
         u64::from(self.settings.capacity)
     }
@@ -280,85 +292,48 @@ impl Layout {
     }
 }
 
-/// The control part of a service, mapped: typed access to its words.
-pub(super) struct Control {
-    base: *mut u8,
-    layout: Layout,
-}
-
-// SAFETY: `Control` is an address into shared memory that stays mapped for
-// its lifetime (its owner keeps the mapping); every access through it is
-// atomic, so any thread may use it.
-unsafe impl Send for Control {}
-// SAFETY: as above: only atomics are reached through `&Control`.
-unsafe impl Sync for Control {}
+/// The control part of a service, mapped.
+pub(super) type Control = crate::messaging::Control<Layout>;
 
 impl Control {
-    /// # Safety
-    /// `base` must point at a mapping of at least `layout.data` bytes of the
-    /// service, aligned to a page, that outlives the returned value.
-    pub(super) unsafe fn new(base: *mut u8, layout: Layout) -> Control {
-        Control { base, layout }
-    }
-
-    pub(super) fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    fn at<A>(&self, offset: u64) -> &A {
-        debug_assert!(offset + std::mem::size_of::<A>() as u64 <= self.layout.data);
-        debug_assert_eq!(offset % std::mem::align_of::<A>() as u64, 0);
-        // SAFETY: every offset passed here comes from the layout, lies inside
-        // the control part (which `new`'s contract keeps mapped) and is
-        // aligned for `A` (lines are 64-byte aligned from a page-aligned
-        // base; words are 8-byte aligned within them). The types used are
-        // atomics (or structs of atomics), valid for any bit pattern and
-        // accessed only atomically by every process.
-        unsafe { &*self.base.add(offset as usize).cast::<A>() }
-    }
-
-    pub(super) fn header(&self) -> &Header {
-        self.at(0)
-    }
-
     /// Word `w` of the sleeping-subscriber bits.
     pub(super) fn sleepers(&self, w: u64) -> &AtomicU64 {
-        self.at(self.layout.sleepers + 8 * w)
+        self.at(self.layout().sleepers + 8 * w)
     }
 
     /// The bits of publishers waiting for space.
     pub(super) fn space_sleepers(&self) -> &AtomicU64 {
-        self.at(self.layout.space_sleepers)
+        self.at(self.layout().space_sleepers)
     }
 
     pub(super) fn publisher(&self, p: u32) -> &PublisherEntry {
-        self.at(self.layout.publishers + self.layout.publisher_size * u64::from(p))
+        self.at(self.layout().publishers + self.layout().publisher_size * u64::from(p))
     }
 
     /// The ring entry publisher `p` uses for sequence number `seq`.
     pub(super) fn ring(&self, p: u32, seq: u64) -> &AtomicU64 {
-        let slot = seq % self.layout.capacity();
-        self.at(self.layout.publishers
-            + self.layout.publisher_size * u64::from(p)
+        let slot = seq % self.layout().capacity();
+        self.at(self.layout().publishers
+            + self.layout().publisher_size * u64::from(p)
             + LINE
             + 8 * slot)
     }
 
     pub(super) fn subscriber(&self, i: u32) -> &SubscriberEntry {
-        self.at(self.layout.subscribers + self.layout.subscriber_size * u64::from(i))
+        self.at(self.layout().subscribers + self.layout().subscriber_size * u64::from(i))
     }
 
     /// Subscriber `i`'s cursor on publisher `p`: the next sequence number.
     pub(super) fn cursor(&self, i: u32, p: u32) -> &AtomicU64 {
-        self.at(self.layout.subscribers
-            + self.layout.subscriber_size * u64::from(i)
+        self.at(self.layout().subscribers
+            + self.layout().subscriber_size * u64::from(i)
             + LINE
             + 8 * u64::from(p))
     }
 
     fn slot_header(&self, p: u32, slot: u64) -> u64 {
-        self.layout.slot_headers
-            + self.layout.slot_header_size * (u64::from(p) * self.layout.slots + slot)
+        self.layout().slot_headers
+            + self.layout().slot_header_size * (u64::from(p) * self.layout().slots + slot)
     }
 
     /// Word `w` of the holder bits of publisher `p`'s slot.
@@ -368,7 +343,7 @@ impl Control {
 
     /// The payload length in bytes of publisher `p`'s slot.
     pub(super) fn len(&self, p: u32, slot: u64) -> &AtomicU64 {
-        self.at(self.slot_header(p, slot) + 8 * self.layout.words)
+        self.at(self.slot_header(p, slot) + 8 * self.layout().words)
     }
 }
 

@@ -119,6 +119,9 @@ pub struct ServiceOptions {
     /// Join whatever payload type the service has (byte subscribers of
     /// tools); a new service is made for `[u8]`.
     any_payload: bool,
+    /// The marks a participant joining with these options puts in its
+    /// entry (`layout::FLAG_BRIDGE`).
+    participant_flags: u32,
 }
 
 impl ServiceOptions {
@@ -188,6 +191,17 @@ impl ServiceOptions {
     /// this is all; on Windows the doorbells are made with default security.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
+        self
+    }
+
+    /// Marks the participants that join with these options as a bridge
+    /// to another machine: samples such a publisher sends came from the
+    /// network ([`Sample::from_bridge`]), and inspectors show the
+    /// participant as a bridge ([`ParticipantInfo::bridge`]). For
+    /// `memlink-bridge`; not part of the stable API.
+    #[doc(hidden)]
+    pub fn bridge(mut self) -> Self {
+        self.participant_flags |= layout::FLAG_BRIDGE;
         self
     }
 

@@ -408,6 +408,35 @@ impl<T: Pod> Publisher<[T]> {
     }
 }
 
+impl Publisher<[u8]> {
+    /// Connects to the service `name` whatever its payload type, sending
+    /// samples as bytes: for tools that relay any service (such as
+    /// `memlink-bridge`). The caller is the one who keeps samples
+    /// meaningful for the service's type: for a service of values, each
+    /// sample should be one value's bytes ([`ServiceInfo`] says its size).
+    /// A service that does not exist yet is made for byte payloads with
+    /// `options`' settings.
+    ///
+    /// [`ServiceInfo`]: super::ServiceInfo
+    ///
+    /// ```
+    /// use memlink::pubsub::{Publisher, ServiceOptions, Subscriber};
+    /// # let name = format!("memlink-doc-pub-any-{}", std::process::id());
+    /// let subscriber = Subscriber::<u32>::connect(&name)?;
+    /// let bytes = Publisher::connect_any(&name, &ServiceOptions::new())?;
+    /// bytes.send_copy(&[1, 2, 3, 4])?;
+    /// assert_eq!(*subscriber.try_recv()?.unwrap(), 0x0403_0201);
+    /// # Ok::<(), memlink::Error>(())
+    /// ```
+    pub fn connect_any(name: &str, options: &ServiceOptions) -> Result<Publisher<[u8]>> {
+        let options = ServiceOptions {
+            any_payload: true,
+            ..options.clone()
+        };
+        Publisher::connect_with(name, &options)
+    }
+}
+
 impl<T: Payload + ?Sized> Drop for Publisher<T> {
     fn drop(&mut self) {
         // Samples in the ring stay readable: subscribers still take them.

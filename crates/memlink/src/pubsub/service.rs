@@ -4,15 +4,13 @@
 use std::sync::atomic::Ordering;
 
 use super::layout::{
-    Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, MAX_HEAD, VERSION,
+    Control, Layout, PayloadType, Settings, ACTIVE, FLAG_BRIDGE, FREE, MAGIC, MAX_HEAD, VERSION,
 };
 use super::{Overflow, ServiceOptions};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
-use crate::messaging;
+use crate::messaging::{self, Format, Opened};
 use crate::name::Name;
 use crate::sys;
-use crate::sys::CreateSpec;
-use crate::types::{Access, Lifetime};
 
 const KIND: ObjectKind = ObjectKind::Service;
 
@@ -62,8 +60,6 @@ pub(super) struct Joined {
 /// subscribers, subscribers reap before they claim.
 pub(super) struct Service {
     pub(super) control: Control,
-    // Dropped after `control`, which points into it.
-    _control_map: sys::Mapping,
     pub(super) handle: sys::Handle,
     pub(super) name: Name,
 }
@@ -76,41 +72,14 @@ impl Service {
         options: &ServiceOptions,
         payload: PayloadType,
     ) -> Result<Service> {
-        let op = Operation::Connect;
-        let parsed = Name::parse(name, op, KIND)?;
-        sys::messaging_supported(&parsed)?;
-        let settings = options.resolve(&payload);
-        let layout = Layout::new(settings, &payload, name, op)?;
-        let spec = CreateSpec {
-            size: layout.total,
-            lifetime: Lifetime::LastHandle,
-            mode: options.mode,
-            reserve: true,
-        };
-        let mut init = |mapping: &sys::Mapping| {
-            write_header(mapping, &layout, &payload);
-            Ok(())
-        };
-        match messaging::create_or_open(&parsed, KIND, &spec, &mut init)? {
-            (handle, true) => Service::map(handle, parsed, layout),
-            (handle, false) => {
-                let layout = read_layout(&handle, &parsed, Some((options, &payload)))?;
-                Service::map(handle, parsed, layout)
-            }
-        }
+        let opened = messaging::connect(name, options, payload)?;
+        Service::map(opened.handle, opened.name, opened.layout)
     }
 
     fn map(handle: sys::Handle, name: Name, layout: Layout) -> Result<Service> {
-        let map = handle
-            .map(0, layout.data as usize, true)
-            .map_err(|e| e.reframe(Operation::Connect))?;
-        // SAFETY: the mapping covers the control part (`layout.data` bytes),
-        // starts at offset 0 (page-aligned), and is kept in the same struct,
-        // dropped after `control`.
-        let control = unsafe { Control::new(map.as_ptr(), layout) };
+        let control = Control::map(&handle, layout, true, Operation::Connect)?;
         Ok(Service {
             control,
-            _control_map: map,
             handle,
             name,
         })
@@ -130,9 +99,12 @@ impl Service {
         let service = Service::connect(name, options, payload)?;
         service.reap_dead_subscribers()?;
         let (index, claim) = service.claim_place(role)?;
-        // Relaxed: published with the entry's SeqCst ACTIVE store. The
-        // place's previous holder may have died listening: its count of
-        // async waiters is not ours.
+        // Relaxed: published with the entry's ACTIVE store, and before any
+        // sample this participant sends (whose ring entry is a SeqCst store
+        // that subscribers load with Acquire before they read the flags).
+        // The flags are this participant's own from the start, never the
+        // previous holder's. The place's previous holder may have died
+        // listening: its count of async waiters is not ours.
         let (flags, bell) = match role {
             Role::Publisher => {
                 let e = service.control.publisher(index);
@@ -143,7 +115,7 @@ impl Service {
                 (&e.flags, &e.bell)
             }
         };
-        flags.store(0, Ordering::Relaxed);
+        flags.store(options.participant_flags, Ordering::Relaxed);
         bell.listening.store(0, Ordering::Relaxed);
         let l = service.layout();
         let (offset, len, writable) = match role {
@@ -296,87 +268,6 @@ fn participants(control: &Control, handle: &sys::Handle, role: Role) -> Result<V
     Ok(live)
 }
 
-/// The creator's set-up: the header, then the magic that says it is done.
-fn write_header(mapping: &sys::Mapping, layout: &Layout, payload: &PayloadType) {
-    let header = mapping.as_ptr().cast::<Header>();
-    // SAFETY: the mapping is the whole new object (at least the header's
-    // size, page-aligned, so aligned for Header) and nobody else uses it
-    // yet: on Linux it has no name; on Windows joiners wait for the magic,
-    // which is stored last, before they read anything else.
-    unsafe {
-        std::ptr::addr_of_mut!((*header).version).write(VERSION);
-        std::ptr::addr_of_mut!((*header).header_size).write(std::mem::size_of::<Header>() as u32);
-        std::ptr::addr_of_mut!((*header).settings).write(layout.settings);
-        std::ptr::addr_of_mut!((*header).payload).write(*payload);
-        // Release: pairs with the joiner's Acquire load of the magic; the
-        // fields above are visible once it is.
-        (*header).magic.store(MAGIC, Ordering::Release);
-    }
-}
-
-/// Reads a service's header and lays it out. With `expected`, checks it
-/// against what a joiner asked for.
-fn read_layout(
-    handle: &sys::Handle,
-    name: &Name,
-    expected: Option<(&ServiceOptions, &PayloadType)>,
-) -> Result<Layout> {
-    let op = if expected.is_some() {
-        Operation::Connect
-    } else {
-        Operation::Inspect
-    };
-    let incompatible =
-        |why: String| Error::new(op, KIND, name.given(), ErrorKind::Incompatible).with_detail(why);
-    let header_len = std::mem::size_of::<Header>();
-    if handle.size() < header_len as u64 {
-        return Err(incompatible(format!(
-            "it is {} bytes, too small for a service header",
-            handle.size()
-        )));
-    }
-    let map = handle
-        .map(0, header_len, false)
-        .map_err(|e| e.reframe(op))?;
-    let header = map.as_ptr().cast::<Header>();
-    // SAFETY: the mapping holds a whole Header, page-aligned; the magic is
-    // an atomic, read atomically.
-    let magic = unsafe { &(*header).magic };
-    messaging::await_magic(magic, MAGIC, "service").map_err(incompatible)?;
-    // SAFETY: after the magic, the header's plain fields are written and
-    // never change again; read them by copy.
-    let (version, settings, payload) = unsafe {
-        (
-            std::ptr::addr_of!((*header).version).read(),
-            std::ptr::addr_of!((*header).settings).read(),
-            std::ptr::addr_of!((*header).payload).read(),
-        )
-    };
-    if version != VERSION {
-        return Err(incompatible(format!(
-            "its layout is version {version}; this memlink reads version {VERSION}"
-        )));
-    }
-    if let Some((options, wanted)) = expected {
-        if payload != *wanted && !options.any_payload {
-            return Err(incompatible(format!(
-                "the payload type here is {wanted}, the service carries {payload}"
-            )));
-        }
-        options.check(&settings, &payload).map_err(incompatible)?;
-    }
-    let layout = Layout::new(settings, &payload, name.given(), op)
-        .map_err(|e| incompatible(format!("its settings are unusable ({e})")))?;
-    if handle.size() < layout.total {
-        return Err(incompatible(format!(
-            "it is {} bytes, its settings need {}",
-            handle.size(),
-            layout.total
-        )));
-    }
-    Ok(layout)
-}
-
 /// What [`inspect_service`] found out about a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -431,6 +322,10 @@ pub struct ParticipantInfo {
     /// How many async tasks of its process wait through its pollable
     /// doorbell now.
     pub listening: u32,
+    /// Whether it is a bridge to another machine (`memlink-bridge`):
+    /// a bridge's publisher sends what came from the network, its
+    /// subscriber sends what local publishers send to the network.
+    pub bridge: bool,
 }
 
 /// Looks at a service without joining it: its settings, its live
@@ -447,19 +342,13 @@ pub struct ParticipantInfo {
 /// # Ok::<(), memlink::Error>(())
 /// ```
 pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
-    let op = Operation::Inspect;
-    let parsed = Name::parse(name, op, KIND)?;
-    sys::messaging_supported(&parsed)?;
-    let handle = sys::Handle::open(&parsed, KIND, Access::ReadOnly).map_err(|e| e.reframe(op))?;
-    let layout = read_layout(&handle, &parsed, None)?;
-    let map = handle.map(0, layout.data as usize, false)?;
-    // SAFETY: as in `Service::map`; only loads are made through it, as the
-    // mapping is read-only.
-    let control = unsafe { Control::new(map.as_ptr(), layout) };
-    let header = control.header();
-    // SAFETY: written before the magic (which `read_layout` saw) and never
-    // changed after.
-    let payload = unsafe { std::ptr::addr_of!(header.payload).read() };
+    let Opened {
+        handle,
+        layout,
+        payload,
+        ..
+    } = messaging::inspect::<ServiceOptions>(name)?;
+    let control = Control::map(&handle, layout, false, Operation::Inspect)?;
     let s = layout.settings;
     let mut slots_held = 0;
     for p in 0..s.max_publishers {
@@ -480,6 +369,7 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
                 missed: 0,
                 sleeping: control.space_sleepers().load(Ordering::Relaxed) & (1 << index) != 0,
                 listening: e.bell.listening.load(Ordering::Relaxed),
+                bridge: e.flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0,
             }
         })
         .collect();
@@ -495,6 +385,7 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
                 missed: e.missed.load(Ordering::Relaxed),
                 sleeping: control.sleepers(w).load(Ordering::Relaxed) & bit != 0,
                 listening: e.bell.listening.load(Ordering::Relaxed),
+                bridge: e.flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0,
             }
         })
         .collect();
@@ -520,9 +411,24 @@ pub fn inspect_service(name: &str) -> Result<ServiceInfo> {
     })
 }
 
-impl ServiceOptions {
+impl Format for ServiceOptions {
+    const KIND: ObjectKind = KIND;
+    const MAGIC: u64 = MAGIC;
+    const VERSION: u32 = VERSION;
+    type Settings = Settings;
+    type Payload = PayloadType;
+    type Layout = Layout;
+
+    fn any_payload(&self) -> bool {
+        self.any_payload
+    }
+
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+
     /// The settings a new service gets: the caller's, defaults for the rest.
-    pub(super) fn resolve(&self, payload: &PayloadType) -> Settings {
+    fn resolve(&self, payload: &PayloadType) -> Settings {
         let max_payload = payload.max_payload(self.max_slice_len, super::DEFAULT_SLICE_BYTES);
         Settings {
             max_publishers: self.max_publishers.unwrap_or(super::DEFAULT_PUBLISHERS),

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use super::layout::{entry_order, entry_slot, ACTIVE, MAX_HEAD};
+use super::layout::{entry_order, entry_slot, ACTIVE, FLAG_BRIDGE, MAX_HEAD};
 use super::service::{Bells, Joined, Role, Service};
 use super::{bit_of, payload_type, Payload, ServiceOptions};
 use crate::error::{ErrorKind, Operation, Result};
@@ -494,6 +494,18 @@ impl<T: Payload + ?Sized> Sample<'_, T> {
     /// The place of the publisher that sent it.
     pub fn publisher_index(&self) -> u32 {
         self.publisher
+    }
+
+    /// Whether a bridge to another machine sent it (a publisher that
+    /// joined with `ServiceOptions::bridge`): it came from the network, so
+    /// a bridge does not send it back out. For `memlink-bridge`.
+    #[doc(hidden)]
+    pub fn from_bridge(&self) -> bool {
+        let c = &self.subscriber.service.control;
+        // Relaxed: the publisher stored its flags before it sent anything,
+        // and this sample's ring entry, loaded with Acquire in `take_from`,
+        // was stored after them (SeqCst).
+        c.publisher(self.publisher).flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0
     }
 
     /// Its number in its publisher's sequence (0 for the first sample that

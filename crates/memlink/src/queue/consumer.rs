@@ -122,6 +122,24 @@ impl<T: Payload + ?Sized> Consumer<T> {
         self.recv_until(deadline_after(timeout))
     }
 
+    /// The next message, awaited by an async task (features `tokio` or
+    /// `async-io`; see [`wait::ready`] for how it sleeps). Many tasks may
+    /// await one consumer at once; each message goes to one of them.
+    ///
+    /// Cancel-safe: a message is only taken in the poll that returns it,
+    /// so dropping the future loses nothing and leaves no waiter behind.
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn recv_async(&self) -> Result<Job<'_, T>> {
+        loop {
+            if let Some(job) = self.try_recv()? {
+                return Ok(job);
+            }
+            wait::ready(self)
+                .await
+                .map_err(|e| e.reframe(Operation::Receive))?;
+        }
+    }
+
     fn recv_until(&self, deadline: Option<Instant>) -> Result<Job<'_, T>> {
         loop {
             if let Some(job) = self.try_recv()? {
@@ -328,6 +346,14 @@ pub struct Job<'a, T: Payload + ?Sized> {
     word: u64,
     ptr: *const T,
 }
+
+// SAFETY: a job is a shared borrow of a slot that nobody writes while it is
+// held (its cell is TAKEN by this consumer; see `Deref`) plus a borrow of
+// its `Sync` consumer; acknowledging it from another thread is atomic
+// stores and a ring through the queue's `Sync` state.
+unsafe impl<T: Payload + ?Sized + Sync> Send for Job<'_, T> {}
+// SAFETY: `&Job` gives only `&T` (read-only, see `Deref`).
+unsafe impl<T: Payload + ?Sized + Sync> Sync for Job<'_, T> {}
 
 impl<T: Payload + ?Sized> Job<'_, T> {
     /// Acknowledges the message (as dropping it does).

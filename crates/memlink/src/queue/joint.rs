@@ -5,16 +5,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{
-    cell, Control, Header, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, VERSION,
-};
+use super::layout::{cell, Control, Layout, PayloadType, Settings, ACTIVE, FREE, MAGIC, VERSION};
 use super::{OnConsumerDeath, QueueOptions, KIND};
-use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::messaging::{self, Bells};
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::messaging::{self, Bells, Format, Opened};
 use crate::name::Name;
 use crate::sys;
-use crate::sys::CreateSpec;
-use crate::types::{Access, Lifetime};
 
 /// Which kind of participant a place is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,8 +37,6 @@ pub(super) struct Joined {
 /// through [`Queue::reap_dead_consumers`].
 pub(super) struct Queue {
     pub(super) control: Control,
-    // Dropped after `control`, which points into it.
-    _control_map: sys::Mapping,
     pub(super) handle: sys::Handle,
     pub(super) name: Name,
     bells: Bells,
@@ -50,39 +44,17 @@ pub(super) struct Queue {
 
 impl Queue {
     fn connect(name: &str, options: &QueueOptions, payload: PayloadType) -> Result<Queue> {
-        let op = Operation::Connect;
-        let parsed = Name::parse(name, op, KIND)?;
-        sys::messaging_supported(&parsed)?;
-        let settings = options.resolve(&payload);
-        let layout = Layout::new(settings, &payload, name, op)?;
-        let spec = CreateSpec {
-            size: layout.total,
-            lifetime: Lifetime::LastHandle,
-            mode: options.mode,
-            reserve: true,
-        };
-        let mut init = |mapping: &sys::Mapping| {
-            write_header(mapping, &layout, &payload);
-            Ok(())
-        };
-        let (handle, created) = messaging::create_or_open(&parsed, KIND, &spec, &mut init)?;
-        let layout = if created {
-            layout
-        } else {
-            read_layout(&handle, &parsed, Some((options, &payload)))?
-        };
-        let map = handle
-            .map(0, layout.data as usize, true)
-            .map_err(|e| e.reframe(op))?;
-        // SAFETY: the mapping covers the control part (`layout.data` bytes),
-        // starts at offset 0 (page-aligned), and is kept in the same struct,
-        // dropped after `control`.
-        let control = unsafe { Control::new(map.as_ptr(), layout) };
+        let Opened {
+            handle,
+            name,
+            layout,
+            ..
+        } = messaging::connect(name, options, payload)?;
+        let control = Control::map(&handle, layout, true, Operation::Connect)?;
         Ok(Queue {
             control,
-            _control_map: map,
             handle,
-            name: parsed,
+            name,
             bells: Bells::default(),
         })
     }
@@ -119,6 +91,14 @@ impl Queue {
             // place is ours, so it is dead.
             queue.settle_consumer(index);
         }
+        // Relaxed: published with the entry's Release ACTIVE store. The
+        // place's previous holder may have died listening: its count of
+        // async waiters is not ours.
+        let bell = match role {
+            Role::Producer => &queue.control.producer(index).bell,
+            Role::Consumer => &queue.control.consumer(index).bell,
+        };
+        bell.listening.store(0, Ordering::Relaxed);
         let l = queue.layout();
         let (offset, len, writable) = match role {
             Role::Producer => (l.data + l.partition(index), l.partition_size, true),
@@ -324,98 +304,6 @@ fn participants(control: &Control, handle: &sys::Handle, role: Role) -> Result<V
     Ok(live)
 }
 
-/// The creator's set-up: the header, then the magic that says it is done.
-fn write_header(mapping: &sys::Mapping, layout: &Layout, payload: &PayloadType) {
-    let header = mapping.as_ptr().cast::<Header>();
-    // SAFETY: the mapping is the whole new object (at least the header's
-    // size, page-aligned, so aligned for Header) and nobody else uses it
-    // yet: on Linux it has no name; on Windows joiners wait for the magic,
-    // which is stored last, before they read anything else.
-    unsafe {
-        std::ptr::addr_of_mut!((*header).version).write(VERSION);
-        std::ptr::addr_of_mut!((*header).header_size).write(std::mem::size_of::<Header>() as u32);
-        std::ptr::addr_of_mut!((*header).settings).write(layout.settings);
-        std::ptr::addr_of_mut!((*header).payload).write(*payload);
-        // Release: pairs with the joiner's Acquire load of the magic.
-        (*header).magic.store(MAGIC, Ordering::Release);
-    }
-}
-
-/// Reads a queue's header and lays it out. With `expected`, checks it
-/// against what a joiner asked for.
-fn read_layout(
-    handle: &sys::Handle,
-    name: &Name,
-    expected: Option<(&QueueOptions, &PayloadType)>,
-) -> Result<Layout> {
-    let op = if expected.is_some() {
-        Operation::Connect
-    } else {
-        Operation::Inspect
-    };
-    let incompatible =
-        |why: String| Error::new(op, KIND, name.given(), ErrorKind::Incompatible).with_detail(why);
-    let header_len = std::mem::size_of::<Header>();
-    if handle.size() < header_len as u64 {
-        return Err(incompatible(format!(
-            "it is {} bytes, too small for a queue header",
-            handle.size()
-        )));
-    }
-    let map = handle
-        .map(0, header_len, false)
-        .map_err(|e| e.reframe(op))?;
-    let header = map.as_ptr().cast::<Header>();
-    // SAFETY: the mapping holds a whole Header, page-aligned; the magic is
-    // an atomic, read atomically.
-    let magic = unsafe { &(*header).magic };
-    if let Err(why) = messaging::await_magic(magic, MAGIC, "queue") {
-        // Where objects carry no kind (Windows sections), another
-        // messaging object shows by its magic.
-        if magic.load(Ordering::Relaxed) == crate::pubsub::MAGIC {
-            return Err(Error::new(op, KIND, name.given(), ErrorKind::WrongKind)
-                .with_detail("it is a pub/sub service"));
-        }
-        if magic.load(Ordering::Relaxed) == crate::reqresp::MAGIC {
-            return Err(Error::new(op, KIND, name.given(), ErrorKind::WrongKind)
-                .with_detail("it is a request/response service"));
-        }
-        return Err(incompatible(why));
-    }
-    // SAFETY: after the magic, the header's plain fields are written and
-    // never change again; read them by copy.
-    let (version, settings, payload) = unsafe {
-        (
-            std::ptr::addr_of!((*header).version).read(),
-            std::ptr::addr_of!((*header).settings).read(),
-            std::ptr::addr_of!((*header).payload).read(),
-        )
-    };
-    if version != VERSION {
-        return Err(incompatible(format!(
-            "its layout is version {version}; this memlink reads version {VERSION}"
-        )));
-    }
-    if let Some((options, wanted)) = expected {
-        if payload != *wanted && !options.any_payload {
-            return Err(incompatible(format!(
-                "the payload type here is {wanted}, the queue carries {payload}"
-            )));
-        }
-        options.check(&settings, &payload).map_err(incompatible)?;
-    }
-    let layout = Layout::new(settings, &payload, name.given(), op)
-        .map_err(|e| incompatible(format!("its settings are unusable ({e})")))?;
-    if handle.size() < layout.total {
-        return Err(incompatible(format!(
-            "it is {} bytes, its settings need {}",
-            handle.size(),
-            layout.total
-        )));
-    }
-    Ok(layout)
-}
-
 /// What [`inspect_queue`] found out about a queue.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -464,6 +352,12 @@ pub struct QueueParticipant {
     pub messages: u64,
     /// Messages acknowledged (consumers).
     pub done: u64,
+    /// Whether its sleeping mark is set: it waits (for a message, or for
+    /// room to send), or a waiter left the mark for the next ring to clear.
+    pub sleeping: bool,
+    /// How many async tasks of its process wait through its pollable
+    /// doorbell now.
+    pub listening: u32,
 }
 
 /// Looks at a queue without joining it: its settings, its live
@@ -482,18 +376,13 @@ pub struct QueueParticipant {
 /// # Ok::<(), memlink::Error>(())
 /// ```
 pub fn inspect_queue(name: &str) -> Result<QueueInfo> {
-    let op = Operation::Inspect;
-    let parsed = Name::parse(name, op, KIND)?;
-    sys::messaging_supported(&parsed)?;
-    let handle = sys::Handle::open(&parsed, KIND, Access::ReadOnly).map_err(|e| e.reframe(op))?;
-    let layout = read_layout(&handle, &parsed, None)?;
-    let map = handle.map(0, layout.data as usize, false)?;
-    // SAFETY: as in `Queue::connect`; only loads are made through it, as the
-    // mapping is read-only.
-    let control = unsafe { Control::new(map.as_ptr(), layout) };
-    // SAFETY: written before the magic (which `read_layout` saw) and never
-    // changed after.
-    let payload = unsafe { std::ptr::addr_of!(control.header().payload).read() };
+    let Opened {
+        handle,
+        layout,
+        payload,
+        ..
+    } = messaging::inspect::<QueueOptions>(name)?;
+    let control = Control::map(&handle, layout, false, Operation::Inspect)?;
     let s = layout.settings;
     let (mut waiting, mut in_progress) = (0, 0);
     for p in 0..s.max_producers {
@@ -507,22 +396,31 @@ pub fn inspect_queue(name: &str) -> Result<QueueInfo> {
     }
     let producers = participants(&control, &handle, Role::Producer)?
         .into_iter()
-        .map(|(index, pid)| QueueParticipant {
-            index,
-            pid,
-            messages: control.producer(index).sent.load(Ordering::Relaxed),
-            done: 0,
+        .map(|(index, pid)| {
+            let e = control.producer(index);
+            QueueParticipant {
+                index,
+                pid,
+                messages: e.sent.load(Ordering::Relaxed),
+                done: 0,
+                sleeping: control.counters().space_sleepers.load(Ordering::Relaxed) & (1 << index)
+                    != 0,
+                listening: e.bell.listening.load(Ordering::Relaxed),
+            }
         })
         .collect();
     let consumers = participants(&control, &handle, Role::Consumer)?
         .into_iter()
         .map(|(index, pid)| {
             let e = control.consumer(index);
+            let (w, bit) = messaging::bit_of(index);
             QueueParticipant {
                 index,
                 pid,
                 messages: e.taken.load(Ordering::Relaxed),
                 done: e.done.load(Ordering::Relaxed),
+                sleeping: control.sleepers(w).load(Ordering::Relaxed) & bit != 0,
+                listening: e.bell.listening.load(Ordering::Relaxed),
             }
         })
         .collect();
@@ -550,9 +448,24 @@ pub fn inspect_queue(name: &str) -> Result<QueueInfo> {
     })
 }
 
-impl QueueOptions {
+impl Format for QueueOptions {
+    const KIND: ObjectKind = KIND;
+    const MAGIC: u64 = MAGIC;
+    const VERSION: u32 = VERSION;
+    type Settings = Settings;
+    type Payload = PayloadType;
+    type Layout = Layout;
+
+    fn any_payload(&self) -> bool {
+        self.any_payload
+    }
+
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+
     /// The settings a new queue gets: the caller's, defaults for the rest.
-    pub(super) fn resolve(&self, payload: &PayloadType) -> Settings {
+    fn resolve(&self, payload: &PayloadType) -> Settings {
         Settings {
             max_producers: self.max_producers.unwrap_or(super::DEFAULT_PRODUCERS),
             max_consumers: self.max_consumers.unwrap_or(super::DEFAULT_CONSUMERS),

@@ -17,6 +17,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::messaging::ObjectLayout;
 pub(super) use crate::messaging::PayloadType;
 use crate::sys::layout::Bell;
 
@@ -42,7 +43,7 @@ pub(super) const FREE: u32 = 0;
 /// The settings a queue is made with; stored in its header.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Settings {
+pub(crate) struct Settings {
     pub(super) max_producers: u32,
     pub(super) max_consumers: u32,
     /// Messages each producer may have unfinished: its cells.
@@ -54,14 +55,7 @@ pub(super) struct Settings {
 }
 
 /// The first bytes of a queue.
-#[repr(C)]
-pub(super) struct Header {
-    pub(super) magic: AtomicU64,
-    pub(super) version: u32,
-    pub(super) header_size: u32,
-    pub(super) settings: Settings,
-    pub(super) payload: PayloadType,
-}
+type Header = crate::messaging::Header<Settings>;
 
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 
@@ -108,7 +102,7 @@ const _: () = assert!(std::mem::size_of::<ConsumerEntry>() as u64 <= LINE);
 
 /// Where everything is, derived from the settings and the payload.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Layout {
+pub(crate) struct Layout {
     pub(super) settings: Settings,
     /// Words of sleeper bits: one bit per consumer.
     pub(super) words: u64,
@@ -127,9 +121,12 @@ fn round_up(n: u64, to: u64) -> Option<u64> {
     n.checked_add(to - 1).map(|n| n / to * to)
 }
 
-impl Layout {
+impl ObjectLayout for Layout {
+    type Settings = Settings;
+    type Payload = PayloadType;
+
     /// Lays a queue out; `Err` names the setting that cannot work.
-    pub(super) fn new(
+    fn lay_out(
         settings: Settings,
         payload: &PayloadType,
         name: &str,
@@ -222,6 +219,16 @@ impl Layout {
         })
     }
 
+    fn total(&self) -> u64 {
+        self.total
+    }
+
+    fn control_len(&self) -> u64 {
+        self.data
+    }
+}
+
+impl Layout {
     pub(super) fn capacity(&self) -> u64 {
         u64::from(self.settings.capacity)
     }
@@ -233,58 +240,21 @@ impl Layout {
     }
 }
 
-/// The control part of a queue, mapped: typed access to its words.
-pub(super) struct Control {
-    base: *mut u8,
-    layout: Layout,
-}
-
-// SAFETY: `Control` is an address into shared memory that stays mapped for
-// its lifetime (its owner keeps the mapping); every access through it is
-// atomic, so any thread may use it.
-unsafe impl Send for Control {}
-// SAFETY: as above: only atomics are reached through `&Control`.
-unsafe impl Sync for Control {}
+/// The control part of a queue, mapped.
+pub(super) type Control = crate::messaging::Control<Layout>;
 
 impl Control {
-    /// # Safety
-    /// `base` must point at a mapping of at least `layout.data` bytes of the
-    /// queue, aligned to a page, that outlives the returned value.
-    pub(super) unsafe fn new(base: *mut u8, layout: Layout) -> Control {
-        Control { base, layout }
-    }
-
-    pub(super) fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    fn at<A>(&self, offset: u64) -> &A {
-        debug_assert!(offset + std::mem::size_of::<A>() as u64 <= self.layout.data);
-        debug_assert_eq!(offset % std::mem::align_of::<A>() as u64, 0);
-        // SAFETY: every offset passed here comes from the layout, lies inside
-        // the control part (which `new`'s contract keeps mapped) and is
-        // aligned for `A` (lines are 64-byte aligned from a page-aligned
-        // base; words are 8-byte aligned within them). The types used are
-        // atomics (or structs of atomics), valid for any bit pattern and
-        // accessed only atomically by every process.
-        unsafe { &*self.base.add(offset as usize).cast::<A>() }
-    }
-
-    pub(super) fn header(&self) -> &Header {
-        self.at(0)
-    }
-
     pub(super) fn counters(&self) -> &Counters {
-        self.at(self.layout.counters)
+        self.at(self.layout().counters)
     }
 
     /// Word `w` of the sleeping-consumer bits.
     pub(super) fn sleepers(&self, w: u64) -> &AtomicU64 {
-        self.at(self.layout.sleepers + 8 * w)
+        self.at(self.layout().sleepers + 8 * w)
     }
 
     fn producer_at(&self, p: u32) -> u64 {
-        self.layout.producers + self.layout.producer_size * u64::from(p)
+        self.layout().producers + self.layout().producer_size * u64::from(p)
     }
 
     pub(super) fn producer(&self, p: u32) -> &ProducerEntry {
@@ -299,17 +269,17 @@ impl Control {
 
     /// The cell of producer `p` that sequence number `seq` uses.
     pub(super) fn cell(&self, p: u32, seq: u64) -> &AtomicU64 {
-        self.at(self.producer_at(p) + 2 * LINE + 8 * (seq % self.layout.capacity()))
+        self.at(self.producer_at(p) + 2 * LINE + 8 * (seq % self.layout().capacity()))
     }
 
     /// The payload length in bytes of the message in `seq`'s cell.
     pub(super) fn len(&self, p: u32, seq: u64) -> &AtomicU64 {
-        let cells = round_up(self.layout.capacity() * 8, LINE).unwrap();
-        self.at(self.producer_at(p) + 2 * LINE + cells + 8 * (seq % self.layout.capacity()))
+        let cells = round_up(self.layout().capacity() * 8, LINE).unwrap();
+        self.at(self.producer_at(p) + 2 * LINE + cells + 8 * (seq % self.layout().capacity()))
     }
 
     pub(super) fn consumer(&self, i: u32) -> &ConsumerEntry {
-        self.at(self.layout.consumers + LINE * u64::from(i))
+        self.at(self.layout().consumers + LINE * u64::from(i))
     }
 }
 

@@ -51,6 +51,11 @@
 //!   [`Producer::try_loan`] and [`Producer::try_send_copy`] say
 //!   [`ErrorKind::LimitReached`](crate::ErrorKind::LimitReached) ("full"),
 //!   the `_timeout` forms [`ErrorKind::Timeout`](crate::ErrorKind::Timeout).
+//! - **Async** (features `tokio` or `async-io`): `Consumer::recv_async`,
+//!   `Producer::send_copy_async` and `Producer::loan_async` sleep as the
+//!   blocking forms do, in the executor's reactor (see `wait::ready`);
+//!   all are cancel-safe. Consumers
+//!   and producers are also members of a [`WaitSet`](crate::wait::WaitSet).
 //! - **Order**: each producer's messages are *taken* in the order it sent
 //!   them, except that a redelivered message is taken again before later
 //!   ones. With several consumers they are processed concurrently, so

@@ -145,6 +145,34 @@ impl<T: Payload + ?Sized> Producer<T> {
     }
 
     fn loan_bytes(&self, bytes: u64, patience: Patience) -> Result<Loan<'_, T>> {
+        let seq = self.begin_loan(bytes)?;
+        if let Err(e) = self.wait_for_room(seq, patience) {
+            // Release: see `begin_loan`.
+            self.loaned.store(false, Ordering::Release);
+            return Err(e);
+        }
+        Ok(self.loan_at(seq, bytes))
+    }
+
+    /// As [`loan_bytes`](Self::loan_bytes), waiting for room as an async
+    /// task. Cancel-safe: dropped while it waits, it leaves no loan out.
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    async fn loan_bytes_async(&self, bytes: u64) -> Result<Loan<'_, T>> {
+        let seq = self.begin_loan(bytes)?;
+        // Not handed out (nor its slot touched) until the cell is free; its
+        // drop ends the loan if the wait fails or the future is dropped.
+        let loan = self.loan_at(seq, bytes);
+        while !self.room_for(seq) {
+            wait::ready(self)
+                .await
+                .map_err(|e| e.reframe(Operation::Send))?;
+        }
+        Ok(loan)
+    }
+
+    /// Checks a loan of `bytes` bytes and takes this producer's one loan:
+    /// the sequence number of the cell it is for.
+    fn begin_loan(&self, bytes: u64) -> Result<u64> {
         let max = self.max_payload();
         if bytes > max {
             return Err(self
@@ -165,22 +193,22 @@ impl<T: Payload + ?Sized> Producer<T> {
                      give each thread its own producer)",
                 ));
         }
-        let seq = self.head();
-        if let Err(e) = self.wait_for_room(seq, patience) {
-            self.loaned.store(false, Ordering::Release);
-            return Err(e);
-        }
+        Ok(self.head())
+    }
+
+    /// The loan of `seq`'s slot, whose cell is free, for `bytes` bytes.
+    fn loan_at(&self, seq: u64, bytes: u64) -> Loan<'_, T> {
         let offset = (seq % self.queue.layout().capacity()) * self.queue.layout().stride;
         // SAFETY: the slot lies inside this producer's partition (slot <
         // capacity, stride * capacity <= partition size), which is mapped
         // writable for as long as `self` lives.
         let at = unsafe { self.data.as_ptr().add(offset as usize) };
-        Ok(Loan {
+        Loan {
             producer: self,
             seq,
             ptr: T::from_raw(at, bytes as usize),
             sent: false,
-        })
+        }
     }
 
     fn wait_for_room(&self, seq: u64, patience: Patience) -> Result<()> {
@@ -204,13 +232,7 @@ impl<T: Payload + ?Sized> Producer<T> {
                     )))
             }
             Patience::Until(deadline) => {
-                if wait::wait_until(
-                    &RoomFor {
-                        producer: self,
-                        seq,
-                    },
-                    deadline,
-                ) {
+                if wait::wait_until(self, deadline) {
                     Ok(())
                 } else {
                     Err(self
@@ -271,6 +293,46 @@ impl<T: Pod> Producer<T> {
         Ok(loan)
     }
 
+    /// As [`loan`](Producer::loan), awaited by an async task (features
+    /// `tokio` or `async-io`; see [`wait::ready`]): the task sleeps until
+    /// consumers make room. Cancel-safe: dropped while it waits, it leaves
+    /// no loan out.
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn loan_async(&self) -> Result<Loan<'_, T>> {
+        let mut loan = self.loan_bytes_async(size_of::<T>() as u64).await?;
+        *loan = T::zeroed();
+        Ok(loan)
+    }
+
+    /// Copies `value` into a message and sends it as an async task, which
+    /// sleeps while the queue is full (backpressure). Cancel-safe: nothing
+    /// is sent unless it completes.
+    ///
+    /// ```
+    /// # #[cfg(feature = "tokio")]
+    /// # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+    /// use memlink::queue::{Consumer, QueueOptions};
+    /// # let name = format!("memlink-doc-queue-send-async-{}", std::process::id());
+    /// let producer = QueueOptions::new().capacity(1).producer::<u32>(&name)?;
+    /// let consumer = Consumer::<u32>::connect(&name)?;
+    /// producer.send_copy_async(&1).await?;            // room for one
+    /// let (sent, first) = tokio::join!(producer.send_copy_async(&2), async {
+    ///     let job = consumer.recv_async().await?;     // makes room
+    ///     Ok::<u32, memlink::Error>(*job)
+    /// });
+    /// sent?;
+    /// assert_eq!((first?, *consumer.recv_async().await?), (1, 2));
+    /// # Ok::<(), memlink::Error>(())
+    /// # }).unwrap();
+    /// ```
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn send_copy_async(&self, value: &T) -> Result<()> {
+        let mut loan = self.loan_bytes_async(size_of::<T>() as u64).await?;
+        *loan = *value;
+        loan.send();
+        Ok(())
+    }
+
     /// Copies `value` into a message and sends it, waiting as long as it
     /// takes for room.
     pub fn send_copy(&self, value: &T) -> Result<()> {
@@ -304,6 +366,28 @@ impl<T: Pod> Producer<[T]> {
         let mut loan = self.loan_bytes(bytes, Patience::Until(None))?;
         loan.fill(T::zeroed());
         Ok(loan)
+    }
+
+    /// As [`loan_slice`](Producer::loan_slice), awaited by an async task:
+    /// see [`loan_async`](Producer::loan_async).
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn loan_slice_async(&self, len: usize) -> Result<Loan<'_, [T]>> {
+        let bytes = (len as u64).saturating_mul(size_of::<T>() as u64);
+        let mut loan = self.loan_bytes_async(bytes).await?;
+        loan.fill(T::zeroed());
+        Ok(loan)
+    }
+
+    /// Copies `values` into a message and sends it as an async task: see
+    /// [`send_copy_async`](Producer::send_copy_async).
+    #[cfg(any(feature = "tokio", feature = "async-io"))]
+    pub async fn send_copy_async(&self, values: &[T]) -> Result<()> {
+        let mut loan = self
+            .loan_bytes_async(std::mem::size_of_val(values) as u64)
+            .await?;
+        loan.copy_from_slice(values);
+        loan.send();
+        Ok(())
     }
 
     /// Copies `values` into a message and sends it, waiting for room.
@@ -358,6 +442,14 @@ pub struct Loan<'a, T: Payload + ?Sized> {
     sent: bool,
 }
 
+// SAFETY: a loan is exclusive access to a slot of the producer's own
+// partition (its cell is FREE, so no consumer reads it, and the producer's
+// one-loan flag keeps other loans out) plus a borrow of its `Sync`
+// producer; sending or dropping it from another thread is atomic stores.
+unsafe impl<T: Payload + ?Sized + Send> Send for Loan<'_, T> {}
+// SAFETY: `&Loan` gives only `&T`.
+unsafe impl<T: Payload + ?Sized + Sync> Sync for Loan<'_, T> {}
+
 impl<T: Payload + ?Sized> Loan<'_, T> {
     /// Sends the message to the queue, without copying it. Never waits:
     /// the room was found when it was loaned.
@@ -403,44 +495,42 @@ impl<T: Payload + ?Sized> fmt::Debug for Loan<'_, T> {
     }
 }
 
-/// A producer waits for its cell for sequence number `seq` to be free.
-struct RoomFor<'a, T: Payload + ?Sized> {
-    producer: &'a Producer<T>,
-    seq: u64,
-}
-
-impl<T: Payload + ?Sized> Waitable for RoomFor<'_, T> {
+/// A producer waits for room: for the cell of its next message to be
+/// finished with (its previous message acknowledged or lost).
+impl<T: Payload + ?Sized> Waitable for Producer<T> {
     fn is_ready(&self) -> bool {
-        self.producer.room_for(self.seq)
+        self.has_room()
     }
 
     fn bell(&self) -> (&Bell, &sys::Doorbell) {
-        let p = self.producer;
-        (&p.queue.control.producer(p.index).bell, &p.doorbell)
+        (
+            &self.queue.control.producer(self.index).bell,
+            &self.doorbell,
+        )
     }
 
     /// SeqCst: pairs with the consumer's SeqCst acknowledgement store and
     /// load of these bits (`Queue::wake_producer`): either it sees the bit
     /// and rings, or the re-check sees the free cell.
     fn arm(&self) {
-        let c = &self.producer.queue.control;
+        let c = &self.queue.control;
         c.counters()
             .space_sleepers
-            .fetch_or(1 << self.producer.index, Ordering::SeqCst);
+            .fetch_or(1 << self.index, Ordering::SeqCst);
     }
 
     fn disarm(&self) {
-        let c = &self.producer.queue.control;
+        let c = &self.queue.control;
         c.counters()
             .space_sleepers
-            .fetch_and(!(1 << self.producer.index), Ordering::Relaxed);
+            .fetch_and(!(1 << self.index), Ordering::Relaxed);
     }
 
     /// The consumer holding the oldest message may be dead; the kernel says
     /// so through its claim. A failure to look leaves the wait to its
     /// deadline.
     fn after_idle(&self) {
-        let _ = self.producer.queue.reap_dead_consumers(None);
+        let _ = self.queue.reap_dead_consumers(None);
     }
 
     fn recheck(&self) -> Duration {

@@ -4,14 +4,12 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{Control, Header, Layout, PayloadType, Settings, ACTIVE, GEN, MAGIC, VERSION};
+use super::layout::{Control, Layout, PayloadType, Settings, Types, ACTIVE, GEN, MAGIC, VERSION};
 use super::{RpcOptions, KIND};
-use crate::error::{Error, ErrorKind, Operation, Result};
-use crate::messaging::{self, Bells};
+use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
+use crate::messaging::{self, Bells, Format, Opened};
 use crate::name::Name;
 use crate::sys;
-use crate::sys::CreateSpec;
-use crate::types::{Access, Lifetime};
 
 /// The lock index of the server's place; client `c` has `1 + c`.
 pub(super) const SERVER_PLACE: u32 = 0;
@@ -25,10 +23,10 @@ pub(super) fn client_place(c: u32) -> u32 {
 /// others it has rung.
 pub(super) struct Rpc {
     pub(super) control: Control,
-    // Dropped after `control`, which points into it.
-    _control_map: sys::Mapping,
     pub(super) handle: sys::Handle,
     pub(super) name: Name,
+    /// What the service carries, as its creator recorded it.
+    pub(super) types: Types,
     bells: Bells,
 }
 
@@ -39,39 +37,18 @@ impl Rpc {
         request: PayloadType,
         response: PayloadType,
     ) -> Result<Rpc> {
-        let op = Operation::Connect;
-        let parsed = Name::parse(name, op, KIND)?;
-        sys::messaging_supported(&parsed)?;
-        let settings = options.resolve(&request, &response);
-        let layout = Layout::new(settings, &request, &response, name, op)?;
-        let spec = CreateSpec {
-            size: layout.total,
-            lifetime: Lifetime::LastHandle,
-            mode: options.mode,
-            reserve: true,
-        };
-        let mut init = |mapping: &sys::Mapping| {
-            write_header(mapping, &layout, &request, &response);
-            Ok(())
-        };
-        let (handle, created) = messaging::create_or_open(&parsed, KIND, &spec, &mut init)?;
-        let layout = if created {
-            layout
-        } else {
-            read_layout(&handle, &parsed, Some((options, &request, &response)))?
-        };
-        let map = handle
-            .map(0, layout.control_len() as usize, true)
-            .map_err(|e| e.reframe(op))?;
-        // SAFETY: the mapping covers the control part, starts at offset 0
-        // (page-aligned), and is kept in the same struct, dropped after
-        // `control`.
-        let control = unsafe { Control::new(map.as_ptr(), layout) };
+        let Opened {
+            handle,
+            name,
+            layout,
+            payload,
+        } = messaging::connect(name, options, Types { request, response })?;
+        let control = Control::map(&handle, layout, true, Operation::Connect)?;
         Ok(Rpc {
             control,
-            _control_map: map,
             handle,
-            name: parsed,
+            name,
+            types: payload,
             bells: Bells::default(),
         })
     }
@@ -166,135 +143,10 @@ pub(super) fn in_flight(control: &Control, c: u32) -> u32 {
         .count() as u32
 }
 
-/// The creator's set-up: the header, then the magic that says it is done.
-fn write_header(
-    mapping: &sys::Mapping,
-    layout: &Layout,
-    request: &PayloadType,
-    response: &PayloadType,
-) {
-    let header = mapping.as_ptr().cast::<Header>();
-    // SAFETY: the mapping is the whole new object (at least the header's
-    // size, page-aligned, so aligned for Header) and nobody else uses it
-    // yet: on Linux it has no name; on Windows joiners wait for the magic,
-    // which is stored last, before they read anything else.
-    unsafe {
-        std::ptr::addr_of_mut!((*header).version).write(VERSION);
-        std::ptr::addr_of_mut!((*header).header_size).write(std::mem::size_of::<Header>() as u32);
-        std::ptr::addr_of_mut!((*header).settings).write(layout.settings);
-        std::ptr::addr_of_mut!((*header).request).write(*request);
-        std::ptr::addr_of_mut!((*header).response).write(*response);
-        // Release: pairs with the joiner's Acquire load of the magic.
-        (*header).magic.store(MAGIC, Ordering::Release);
-    }
-}
-
-/// Reads a service's header and lays it out, with its payload types. With
-/// `expected`, checks it against what a joiner asked for.
-fn read_layout(
-    handle: &sys::Handle,
-    name: &Name,
-    expected: Option<(&RpcOptions, &PayloadType, &PayloadType)>,
-) -> Result<Layout> {
-    read_header(handle, name, expected).map(|(layout, _, _)| layout)
-}
-
-fn read_header(
-    handle: &sys::Handle,
-    name: &Name,
-    expected: Option<(&RpcOptions, &PayloadType, &PayloadType)>,
-) -> Result<(Layout, PayloadType, PayloadType)> {
-    let op = if expected.is_some() {
-        Operation::Connect
-    } else {
-        Operation::Inspect
-    };
-    let incompatible =
-        |why: String| Error::new(op, KIND, name.given(), ErrorKind::Incompatible).with_detail(why);
-    let header_len = std::mem::size_of::<Header>();
-    if handle.size() < header_len as u64 {
-        return Err(incompatible(format!(
-            "it is {} bytes, too small for a request/response header",
-            handle.size()
-        )));
-    }
-    let map = handle
-        .map(0, header_len, false)
-        .map_err(|e| e.reframe(op))?;
-    let header = map.as_ptr().cast::<Header>();
-    // SAFETY: the mapping holds a whole Header, page-aligned; the magic is
-    // an atomic, read atomically.
-    let magic = unsafe { &(*header).magic };
-    if let Err(why) = messaging::await_magic(magic, MAGIC, "request/response service") {
-        // Where objects carry no kind (Windows sections), another
-        // messaging object shows by its magic.
-        let other = match magic.load(Ordering::Relaxed) {
-            m if m == crate::pubsub::MAGIC => Some("a pub/sub service"),
-            m if m == crate::queue::MAGIC => Some("a work queue"),
-            _ => None,
-        };
-        if let Some(other) = other {
-            return Err(Error::new(op, KIND, name.given(), ErrorKind::WrongKind)
-                .with_detail(format!("it is {other}")));
-        }
-        return Err(incompatible(why));
-    }
-    // SAFETY: after the magic, the header's plain fields are written and
-    // never change again; read them by copy.
-    let (version, settings, request, response) = unsafe {
-        (
-            std::ptr::addr_of!((*header).version).read(),
-            std::ptr::addr_of!((*header).settings).read(),
-            std::ptr::addr_of!((*header).request).read(),
-            std::ptr::addr_of!((*header).response).read(),
-        )
-    };
-    if version != VERSION {
-        return Err(incompatible(format!(
-            "its layout is version {version}; this memlink reads version {VERSION}"
-        )));
-    }
-    if let Some((options, want_req, want_resp)) = expected {
-        if !options.any_payload {
-            if request != *want_req {
-                return Err(incompatible(format!(
-                    "the request type here is {want_req}, the service takes {request}"
-                )));
-            }
-            if response != *want_resp {
-                return Err(incompatible(format!(
-                    "the response type here is {want_resp}, the service answers {response}"
-                )));
-            }
-        }
-        options
-            .check(&settings, want_req, want_resp)
-            .map_err(incompatible)?;
-    }
-    let layout = Layout::new(settings, &request, &response, name.given(), op)
-        .map_err(|e| incompatible(format!("its settings are unusable ({e})")))?;
-    if handle.size() < layout.total {
-        return Err(incompatible(format!(
-            "it is {} bytes, its settings need {}",
-            handle.size(),
-            layout.total
-        )));
-    }
-    Ok((layout, request, response))
-}
-
 /// The payload types of a joined service (for participants that joined
 /// whatever it carries).
 pub(super) fn payload_types(rpc: &Rpc) -> (PayloadType, PayloadType) {
-    let h = rpc.control.header();
-    // SAFETY: written before the magic (which the joiner saw) and never
-    // changed after; read by copy.
-    unsafe {
-        (
-            std::ptr::addr_of!(h.request).read(),
-            std::ptr::addr_of!(h.response).read(),
-        )
-    }
+    (rpc.types.request, rpc.types.response)
 }
 
 /// What [`inspect_rpc`] found out about a service.
@@ -355,15 +207,13 @@ pub struct RpcParticipant {
 /// # Ok::<(), memlink::Error>(())
 /// ```
 pub fn inspect_rpc(name: &str) -> Result<RpcInfo> {
-    let op = Operation::Inspect;
-    let parsed = Name::parse(name, op, KIND)?;
-    sys::messaging_supported(&parsed)?;
-    let handle = sys::Handle::open(&parsed, KIND, Access::ReadOnly).map_err(|e| e.reframe(op))?;
-    let (layout, request, response) = read_header(&handle, &parsed, None)?;
-    let map = handle.map(0, layout.control_len() as usize, false)?;
-    // SAFETY: as in `Rpc::connect`; only loads are made through it, as the
-    // mapping is read-only.
-    let control = unsafe { Control::new(map.as_ptr(), layout) };
+    let Opened {
+        handle,
+        layout,
+        payload: Types { request, response },
+        ..
+    } = messaging::inspect::<RpcOptions>(name)?;
+    let control = Control::map(&handle, layout, false, Operation::Inspect)?;
     let s = layout.settings;
     let (server, clients) = participants(&control, &handle)?;
     let total: u64 = (0..s.max_clients)
@@ -399,9 +249,25 @@ pub fn inspect_rpc(name: &str) -> Result<RpcInfo> {
     })
 }
 
-impl RpcOptions {
+impl Format for RpcOptions {
+    const KIND: ObjectKind = KIND;
+    const MAGIC: u64 = MAGIC;
+    const VERSION: u32 = VERSION;
+    type Settings = Settings;
+    type Payload = Types;
+    type Layout = Layout;
+
+    fn any_payload(&self) -> bool {
+        self.any_payload
+    }
+
+    fn mode(&self) -> u32 {
+        self.mode
+    }
+
     /// The settings a new service gets: the caller's, defaults for the rest.
-    pub(super) fn resolve(&self, request: &PayloadType, response: &PayloadType) -> Settings {
+    fn resolve(&self, types: &Types) -> Settings {
+        let (request, response) = (&types.request, &types.response);
         Settings {
             max_clients: self.max_clients.unwrap_or(super::DEFAULT_CLIENTS),
             max_in_flight: self.max_in_flight.unwrap_or(super::DEFAULT_IN_FLIGHT),
@@ -414,13 +280,8 @@ impl RpcOptions {
 
     /// Compares the settings the caller chose with an existing service's;
     /// the error says both values.
-    fn check(
-        &self,
-        existing: &Settings,
-        request: &PayloadType,
-        response: &PayloadType,
-    ) -> std::result::Result<(), String> {
-        let asked = self.resolve(request, response);
+    fn check(&self, existing: &Settings, types: &Types) -> std::result::Result<(), String> {
+        let asked = self.resolve(types);
         let chosen = [
             (
                 "max_clients",

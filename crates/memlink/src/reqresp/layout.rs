@@ -26,6 +26,7 @@
 use std::sync::atomic::{AtomicU32, AtomicU64};
 
 use crate::error::{Error, ErrorKind, Operation, Result};
+use crate::messaging::ObjectLayout;
 pub(super) use crate::messaging::PayloadType;
 use crate::sys::layout::Bell;
 
@@ -57,7 +58,7 @@ pub(super) const LAST: u64 = 1 << 63;
 /// The settings a service is made with; stored in its header.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Settings {
+pub(crate) struct Settings {
     pub(super) max_clients: u32,
     /// Channels per client: requests it may have in flight at once.
     pub(super) max_in_flight: u32,
@@ -71,17 +72,27 @@ pub(super) struct Settings {
     pub(super) max_response: u64,
 }
 
-/// The first bytes of a service.
+/// What a service carries: its request and response types, recorded in
+/// its header.
 #[repr(C)]
-pub(super) struct Header {
-    pub(super) magic: AtomicU64,
-    pub(super) version: u32,
-    pub(super) header_size: u32,
-    pub(super) settings: Settings,
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Types {
     pub(super) request: PayloadType,
     pub(super) response: PayloadType,
 }
 
+impl std::fmt::Display for Types {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "requests of {}, responses of {}",
+            self.request, self.response
+        )
+    }
+}
+
+/// The first bytes of a service.
+type Header = crate::messaging::Header<Settings, Types>;
 const _: () = assert!(std::mem::size_of::<Header>() as u64 <= HEADER_SIZE);
 
 /// The server's line, written by the holder of the server place (its
@@ -173,7 +184,7 @@ const _: () = assert!(std::mem::size_of::<ChannelServer>() as u64 <= LINE);
 
 /// Where everything is, derived from the settings and the payloads.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Layout {
+pub(crate) struct Layout {
     pub(super) settings: Settings,
     server: u64,
     sleepers: u64,
@@ -195,15 +206,18 @@ fn round_up(n: u64, to: u64) -> Option<u64> {
     n.checked_add(to - 1).map(|n| n / to * to)
 }
 
-impl Layout {
+impl ObjectLayout for Layout {
+    type Settings = Settings;
+    type Payload = Types;
+
     /// Lays a service out; `Err` names the setting that cannot work.
-    pub(super) fn new(
+    fn lay_out(
         settings: Settings,
-        request: &PayloadType,
-        response: &PayloadType,
+        types: &Types,
         name: &str,
         operation: Operation,
     ) -> Result<Layout> {
+        let (request, response) = (&types.request, &types.response);
         let invalid = |why: String| {
             Error::new(operation, super::KIND, name, ErrorKind::InvalidArgument).with_detail(why)
         };
@@ -302,11 +316,17 @@ impl Layout {
         })
     }
 
-    /// The control part's length: everything before the request data.
-    pub(super) fn control_len(&self) -> u64 {
-        self.req_data
+    fn total(&self) -> u64 {
+        self.total
     }
 
+    /// The control part's length: everything before the request data.
+    fn control_len(&self) -> u64 {
+        self.req_data
+    }
+}
+
+impl Layout {
     pub(super) fn depth(&self) -> u32 {
         self.settings.max_in_flight
     }
@@ -328,63 +348,25 @@ impl Layout {
     }
 }
 
-/// The control part of a service, mapped: typed access to its words.
-pub(super) struct Control {
-    base: *mut u8,
-    layout: Layout,
-}
-
-// SAFETY: `Control` is an address into shared memory that stays mapped for
-// its lifetime (its owner keeps the mapping); every access through it is
-// atomic, so any thread may use it.
-unsafe impl Send for Control {}
-// SAFETY: as above: only atomics are reached through `&Control`.
-unsafe impl Sync for Control {}
+/// The control part of a service, mapped.
+pub(super) type Control = crate::messaging::Control<Layout>;
 
 impl Control {
-    /// # Safety
-    /// `base` must point at a mapping of at least `layout.control_len()`
-    /// bytes of the service, aligned to a page, that outlives the returned
-    /// value.
-    pub(super) unsafe fn new(base: *mut u8, layout: Layout) -> Control {
-        Control { base, layout }
-    }
-
-    pub(super) fn layout(&self) -> &Layout {
-        &self.layout
-    }
-
-    fn at<A>(&self, offset: u64) -> &A {
-        debug_assert!(offset + std::mem::size_of::<A>() as u64 <= self.layout.control_len());
-        debug_assert_eq!(offset % std::mem::align_of::<A>() as u64, 0);
-        // SAFETY: every offset passed here comes from the layout, lies inside
-        // the control part (which `new`'s contract keeps mapped) and is
-        // aligned for `A` (lines are 64-byte aligned from a page-aligned
-        // base; words 8-byte aligned within them). The types are atomics (or
-        // structs of atomics), valid for any bit pattern and accessed only
-        // atomically by every process.
-        unsafe { &*self.base.add(offset as usize).cast::<A>() }
-    }
-
-    pub(super) fn header(&self) -> &Header {
-        self.at(0)
-    }
-
     pub(super) fn server(&self) -> &ServerEntry {
-        self.at(self.layout.server)
+        self.at(self.layout().server)
     }
 
     pub(super) fn server_counters(&self) -> &ServerCounters {
-        self.at(self.layout.server + LINE)
+        self.at(self.layout().server + LINE)
     }
 
     /// Word `w` of the sleeping-client bits.
     pub(super) fn sleepers(&self, w: u64) -> &AtomicU64 {
-        self.at(self.layout.sleepers + 8 * w)
+        self.at(self.layout().sleepers + 8 * w)
     }
 
     fn client_at(&self, c: u32) -> u64 {
-        self.layout.clients + self.layout.client_size * u64::from(c)
+        self.layout().clients + self.layout().client_size * u64::from(c)
     }
 
     pub(super) fn client(&self, c: u32) -> &ClientEntry {
@@ -392,7 +374,7 @@ impl Control {
     }
 
     fn channel_at(&self, c: u32, k: u32) -> u64 {
-        self.client_at(c) + LINE + self.layout.channel_size * u64::from(k)
+        self.client_at(c) + LINE + self.layout().channel_size * u64::from(k)
     }
 
     pub(super) fn chan_client(&self, c: u32, k: u32) -> &ChannelClient {
@@ -405,6 +387,6 @@ impl Control {
 
     /// The ring entry response number `n` of channel `k` of client `c` uses.
     pub(super) fn entry(&self, c: u32, k: u32, n: u64) -> &RingEntry {
-        self.at(self.channel_at(c, k) + 2 * LINE + 16 * (n % self.layout.ring()))
+        self.at(self.channel_at(c, k) + 2 * LINE + 16 * (n % self.layout().ring()))
     }
 }

@@ -21,7 +21,9 @@
 //! The same protocol, generic over `Waitable` (every memlink participant
 //! that can wait: [`Subscriber`](crate::pubsub::Subscriber) for a sample,
 //! [`Publisher`](crate::pubsub::Publisher) for room under
-//! [`Overflow::Block`](crate::pubsub::Overflow::Block)), gives:
+//! [`Overflow::Block`](crate::pubsub::Overflow::Block),
+//! [`Consumer`](crate::queue::Consumer) for a message,
+//! [`Producer`](crate::queue::Producer) for room in its queue), gives:
 //!
 //! - [`WaitSet`]: one thread waits on many participants at once and learns
 //!   which are ready (`futex_waitv` over their bells on Linux,
