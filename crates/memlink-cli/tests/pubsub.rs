@@ -160,7 +160,7 @@ fn bridged_services_show_in_ls_and_their_bridge_in_info() {
     let subscribers = text.lines().find(|l| l.starts_with("subscribers")).unwrap();
     assert!(!subscribers.contains("(bridge)"), "{text}");
 
-    let other = unique("unbridged");
+    let other = unique("plain");
     let _plain = memlink::pubsub::Publisher::<[u8]>::connect(&other).unwrap();
     let ls = run(&["ls"]);
     let line = ls.ok().lines().find(|l| l.starts_with(&other)).unwrap();
