@@ -9,6 +9,7 @@ mod objects;
 mod procs;
 mod pubsub;
 mod queue;
+mod rpc;
 mod signals;
 mod text;
 mod units;
@@ -182,6 +183,24 @@ enum Command {
     /// Joins the queue NAME as a consumer, competing with the others: each
     /// message goes to one consumer. Each is acknowledged once printed.
     Pop(queue::PopArgs),
+    /// Send one request to a request/response service and print each
+    /// response.
+    ///
+    /// Joins the service NAME as a client, waits (up to --timeout) for a
+    /// server, sends the request (a text, or all of standard input) and
+    /// prints every response as it comes (text, a hex dump, raw bytes or
+    /// JSON lines) until the server ends the answer. A server that goes
+    /// away first is an error; no complete answer in time is exit status
+    /// 124.
+    #[command(override_usage = "memlink call [OPTIONS] <NAME> (--text <TEXT> | -)")]
+    Call(rpc::CallArgs),
+    /// Serve a request/response service: answer each request.
+    ///
+    /// Becomes the server of NAME (one per service: another live server is
+    /// an error), making it for byte messages if it does not exist, and
+    /// answers every request with its own bytes (--echo), printing each
+    /// request unless --quiet. Ends on Ctrl-C or after --count requests.
+    Serve(rpc::ServeArgs),
     /// Play the seeds' two-process demo: create, write, read from another
     /// process, close, and watch the name go away.
     Demo(demo::DemoArgs),
@@ -316,6 +335,8 @@ fn main() -> ExitCode {
         Command::Sub(args) => pubsub::subscribe(args),
         Command::Push(args) => queue::push(args),
         Command::Pop(args) => queue::pop(args),
+        Command::Call(args) => rpc::call(args),
+        Command::Serve(args) => rpc::serve(args),
         Command::Demo(args) => demo::run(args),
         Command::DemoReader(args) => demo::reader(args),
         Command::Bench(args) => bench::run(args),

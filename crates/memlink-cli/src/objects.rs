@@ -127,6 +127,9 @@ fn describe(infos: Vec<ObjectInfo>, maps: bool) -> Vec<Described> {
             if info.detail.is_none() && may_be(&info, memlink::ObjectKind::Queue) {
                 info.detail = crate::queue::inspect(&info.name).map(|q| crate::queue::summary(&q));
             }
+            if info.detail.is_none() && may_be(&info, memlink::ObjectKind::RequestResponse) {
+                info.detail = crate::rpc::inspect(&info.name).map(|r| crate::rpc::summary(&r));
+            }
             let path = info.path.clone();
             let found = path
                 .as_ref()
@@ -438,6 +441,11 @@ pub fn info(args: InfoArgs) -> CmdResult {
     if may_be(info, memlink::ObjectKind::Queue) {
         if let Some(queue) = crate::queue::inspect(&info.name) {
             crate::queue::rows(&queue, &mut row);
+        }
+    }
+    if may_be(info, memlink::ObjectKind::RequestResponse) {
+        if let Some(rpc) = crate::rpc::inspect(&info.name) {
+            crate::rpc::rows(&rpc, &mut row);
         }
     }
     if info.holders_known {

@@ -260,21 +260,21 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
             if newly_missed > 0 && !args.raw {
                 eprintln!("memlink: missed {newly_missed} messages (the publisher overwrote them)");
             }
-            if args.raw {
-                out.write_all(bytes)?;
+            let format = if args.raw {
+                Format::Raw
             } else if args.hex {
-                writeln!(
-                    out,
-                    "publisher {} message {} ({} bytes)",
-                    sample.publisher_index(),
-                    sample.sequence(),
-                    bytes.len()
-                )?;
-                hexdump::xxd(&mut out, bytes, 0, true, colour)?;
+                Format::Hex
             } else {
-                out.write_all(String::from_utf8_lossy(bytes).as_bytes())?;
-                out.write_all(b"\n")?;
-            }
+                Format::Text
+            };
+            let label = || {
+                format!(
+                    "publisher {} message {}",
+                    sample.publisher_index(),
+                    sample.sequence()
+                )
+            };
+            write_message(&mut out, bytes, format, colour, label)?;
         }
         if !out.is_terminal() || args.count.is_some() {
             out.flush()?;
@@ -282,6 +282,52 @@ pub fn subscribe(args: SubArgs) -> CmdResult {
     }
     out.flush()?;
     Ok(())
+}
+
+/// How a message is printed (`sub`, `call`, `serve`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Its bytes as text (lossy UTF-8) and a newline.
+    Text,
+    /// A hex dump under a line `label (N bytes)`.
+    Hex,
+    /// Its bytes unchanged.
+    Raw,
+}
+
+/// Prints one message's bytes as `format` says; `label` names it above a
+/// hex dump.
+pub(crate) fn write_message(
+    out: &mut impl Write,
+    bytes: &[u8],
+    format: Format,
+    colour: bool,
+    label: impl FnOnce() -> String,
+) -> io::Result<()> {
+    match format {
+        Format::Raw => out.write_all(bytes),
+        Format::Hex => {
+            writeln!(out, "{} ({} bytes)", label(), bytes.len())?;
+            hexdump::xxd(out, bytes, 0, true, colour)
+        }
+        Format::Text => {
+            out.write_all(String::from_utf8_lossy(bytes).as_bytes())?;
+            out.write_all(b"\n")
+        }
+    }
+}
+
+/// The bytes of standard input, refusing more than `max` (for a message
+/// that must fit in `max` bytes; `what` names it in the error).
+pub(crate) fn read_stdin_at_most(max: u64, what: &str) -> CmdResult<Vec<u8>> {
+    let mut bytes = Vec::new();
+    io::stdin().lock().take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(failure(format!(
+            "cannot send standard input: it is larger than {what} ({max} bytes)"
+        )));
+    }
+    Ok(bytes)
 }
 
 /// A service's participants and counters in a few words, for `ls`.

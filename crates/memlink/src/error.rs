@@ -21,6 +21,9 @@ pub enum ObjectKind {
     /// A work queue: one region holding its participants, cells and
     /// slots.
     Queue,
+    /// A request/response service: one region holding its server's and
+    /// clients' places, request slots and response rings.
+    RequestResponse,
 }
 
 impl ObjectKind {
@@ -33,6 +36,7 @@ impl ObjectKind {
             ObjectKind::Event => "event",
             ObjectKind::Service => "service",
             ObjectKind::Queue => "queue",
+            ObjectKind::RequestResponse => "rpc",
         }
     }
 }
@@ -152,6 +156,9 @@ pub enum ErrorKind {
     /// A fixed limit of the object is reached: every participant place of
     /// a service is taken, or too many samples are loaned or held.
     LimitReached,
+    /// The peer a call depends on is gone: the server of a request/response
+    /// service closed or died before it answered.
+    PeerGone,
     /// Any other OS error.
     Os,
 }
@@ -173,6 +180,7 @@ impl ErrorKind {
             ErrorKind::WouldDeadlock => "this thread already holds it",
             ErrorKind::Incompatible => "incompatible",
             ErrorKind::LimitReached => "limit reached",
+            ErrorKind::PeerGone => "the peer is gone",
             ErrorKind::Os => "system error",
         }
     }
@@ -348,6 +356,7 @@ impl From<Error> for io::Error {
             ErrorKind::Timeout => io::ErrorKind::TimedOut,
             ErrorKind::WouldDeadlock => io::ErrorKind::Deadlock,
             ErrorKind::InUse => io::ErrorKind::ResourceBusy,
+            ErrorKind::PeerGone => io::ErrorKind::BrokenPipe,
             ErrorKind::WrongKind
             | ErrorKind::Incompatible
             | ErrorKind::LimitReached

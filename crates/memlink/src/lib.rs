@@ -34,6 +34,7 @@ mod object;
 pub mod pubsub;
 pub mod queue;
 mod region;
+pub mod reqresp;
 mod shared;
 mod sync;
 mod sys;

@@ -376,6 +376,10 @@ fn read_layout(
             return Err(Error::new(op, KIND, name.given(), ErrorKind::WrongKind)
                 .with_detail("it is a pub/sub service"));
         }
+        if magic.load(Ordering::Relaxed) == crate::reqresp::MAGIC {
+            return Err(Error::new(op, KIND, name.given(), ErrorKind::WrongKind)
+                .with_detail("it is a request/response service"));
+        }
         return Err(incompatible(why));
     }
     // SAFETY: after the magic, the header's plain fields are written and

@@ -21,7 +21,7 @@ pub(super) use crate::messaging::PayloadType;
 use crate::sys::layout::Bell;
 
 /// "mlqueue" and a version byte, in the first word once the queue is ready.
-pub(super) const MAGIC: u64 = u64::from_le_bytes(*b"mlqueue\x01");
+pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mlqueue\x01");
 /// The layout version; another version is an `Incompatible` error.
 pub(super) const VERSION: u32 = 1;
 const HEADER_SIZE: u64 = 512;

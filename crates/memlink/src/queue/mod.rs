@@ -114,6 +114,7 @@ mod producer;
 pub use crate::messaging::Payload;
 pub use consumer::{Consumer, Job};
 pub use joint::{inspect_queue, QueueInfo, QueueParticipant};
+pub(crate) use layout::MAGIC;
 pub use producer::{Loan, Producer};
 
 use crate::error::ObjectKind;

@@ -44,6 +44,7 @@ impl Mark {
             "event" => ObjectKind::Event,
             "service" => ObjectKind::Service,
             "queue" => ObjectKind::Queue,
+            "rpc" => ObjectKind::RequestResponse,
             _ => return None,
         };
         Some(Mark { kind, lifetime })
@@ -217,6 +218,7 @@ mod tests {
             ObjectKind::Event,
             ObjectKind::Service,
             ObjectKind::Queue,
+            ObjectKind::RequestResponse,
         ];
         for kind in kinds {
             for lifetime in [Lifetime::LastHandle, Lifetime::Persistent] {

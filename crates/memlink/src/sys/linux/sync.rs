@@ -52,7 +52,8 @@ fn kind_code(kind: ObjectKind) -> u32 {
         ObjectKind::Semaphore => 2,
         ObjectKind::Event => 3,
         ObjectKind::Service => 4,
-        ObjectKind::Queue => 6, // 5 is request/response (branch rr)
+        ObjectKind::RequestResponse => 5,
+        ObjectKind::Queue => 6,
     }
 }
 
@@ -934,6 +935,9 @@ pub(super) fn describe_state(
                 waiting(page.waiters.live(fd, None))
             )
         }
-        ObjectKind::Region | ObjectKind::Service | ObjectKind::Queue => return None,
+        ObjectKind::Region
+        | ObjectKind::Service
+        | ObjectKind::Queue
+        | ObjectKind::RequestResponse => return None,
     })
 }
