@@ -131,6 +131,9 @@ fn helper_process() {
     };
     use memlink::reqresp::{RpcOptions, Server};
     let words: Vec<&str> = role.split(' ').collect();
+    if words[0] == "bench-a" || words[0] == "bench-b" {
+        return bench_role(&words);
+    }
     let server = Server::<[u8], [u8]>::connect_any(words[1], &RpcOptions::new()).unwrap();
     println!("@ ready");
     loop {
@@ -276,4 +279,139 @@ fn a_request_larger_than_the_remote_service_takes_is_refused() {
     let (out, _) = pair.call("after", "10s", DELIVERY);
     assert!(out.status.success(), "{}", text(&out.stderr));
     assert_eq!(text(&out.stdout), "after\n");
+}
+
+fn zenoh_session(listen: Option<&str>, connect: Option<&str>) -> zenoh::Session {
+    use zenoh::Wait;
+    let mut c = zenoh::Config::default();
+    c.insert_json5("scouting/multicast/enabled", "false")
+        .unwrap();
+    if let Some(l) = listen {
+        c.insert_json5("listen/endpoints", &format!("[{l:?}]"))
+            .unwrap();
+    }
+    if let Some(e) = connect {
+        c.insert_json5("connect/endpoints", &format!("[{e:?}]"))
+            .unwrap();
+    }
+    zenoh::open(c).wait().unwrap()
+}
+
+/// The round-trip measurement's two processes: on A, a memlink echo
+/// server and a plain Zenoh echo queryable; on B, a memlink client (through
+/// the bridges) and a plain Zenoh querier, timed in alternating batches.
+fn bench_role(words: &[&str]) {
+    use memlink::reqresp::{Client, RpcOptions, Server};
+    use zenoh::query::ConsolidationMode;
+    use zenoh::Wait;
+    let (name, endpoint) = (words[1], words[2]);
+    let key = format!("bench/{name}");
+    if words[0] == "bench-a" {
+        let session = zenoh_session(Some(endpoint), None);
+        let _queryable = session
+            .declare_queryable(&key)
+            .callback(|q| {
+                let payload = q
+                    .payload()
+                    .map(|p| p.to_bytes().to_vec())
+                    .unwrap_or_default();
+                q.reply(q.key_expr().clone(), payload).wait().unwrap();
+            })
+            .wait()
+            .unwrap();
+        let server = Server::<[u8], [u8]>::connect_any(name, &RpcOptions::new()).unwrap();
+        println!("@ ready");
+        loop {
+            let request = server.recv().unwrap();
+            let bytes = request.to_vec();
+            request.respond(&bytes).unwrap();
+        }
+    }
+    let session = zenoh_session(None, Some(endpoint));
+    let querier = session
+        .declare_querier(&key)
+        .consolidation(ConsolidationMode::None)
+        .wait()
+        .unwrap();
+    let client = Client::connect_any(name, &RpcOptions::new()).unwrap();
+    let deadline = Instant::now() + STARTUP;
+    while !client.has_server().unwrap() || !querier.matching_status().wait().unwrap().matching() {
+        assert!(Instant::now() < deadline, "no route within {STARTUP:?}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    println!("@ ready");
+    let request = [7u8; 64];
+    let bridged = || {
+        let mut pending = client.send_copy_timeout(&request, DELIVERY).unwrap();
+        let r = pending.recv_timeout(DELIVERY).unwrap().unwrap();
+        assert_eq!(r.len(), 64);
+        drop(r);
+        assert!(pending.recv_timeout(DELIVERY).unwrap().is_none());
+    };
+    let plain = || {
+        let replies = querier.get().payload(request.to_vec()).wait().unwrap();
+        let mut n = 0;
+        while let Ok(reply) = replies.recv() {
+            assert_eq!(reply.result().unwrap().payload().len(), 64);
+            n += 1;
+        }
+        assert_eq!(n, 1);
+    };
+    let batch = |f: &dyn Fn(), n: u32| {
+        let t = Instant::now();
+        for _ in 0..n {
+            f();
+        }
+        t.elapsed() / n
+    };
+    batch(&bridged, 200);
+    batch(&plain, 200);
+    let (mut b, mut p) = (Vec::new(), Vec::new());
+    for _ in 0..15 {
+        b.push(batch(&bridged, 300));
+        p.push(batch(&plain, 300));
+    }
+    b.sort();
+    p.sort();
+    println!(
+        "@ bridged {} plain {} (us per call, medians of 15 batches of 300; bridged range {}..{}, plain {}..{})",
+        b[7].as_secs_f64() * 1e6,
+        p[7].as_secs_f64() * 1e6,
+        b[0].as_secs_f64() * 1e6,
+        b[14].as_secs_f64() * 1e6,
+        p[0].as_secs_f64() * 1e6,
+        p[14].as_secs_f64() * 1e6
+    );
+}
+
+/// The README's figure: `cargo test --release -p memlink-bridge --test
+/// two_hosts_rpc -- --ignored --nocapture round_trip`.
+#[test]
+#[ignore = "a measurement, not a test"]
+fn round_trip_figure() {
+    if !root_or_skip("round_trip_figure") {
+        return;
+    }
+    let mut pair = Pair::new("rtt");
+    let endpoint = listen(free_port());
+    let exe = std::env::current_exe().unwrap();
+    let spawn = |host: &Host, role: &str, label: &str| {
+        let mut c = host.command(exe.to_str().unwrap());
+        c.args([
+            "--exact",
+            "helper_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE, format!("{role} {} {endpoint}", pair.name));
+        let mut p = Proc::spawn(label, &mut c);
+        p.expect("ready", STARTUP * 2);
+        p
+    };
+    let _a = spawn(&pair.a, "bench-a", "bench server on A");
+    let mut b = spawn(&pair.b, "bench-b", "bench client on B");
+    let line = b
+        .next(Instant::now() + Duration::from_secs(300))
+        .expect("a figure");
+    eprintln!("round trip of 64 B, A->B->A: {line}");
 }
