@@ -392,7 +392,7 @@ fn round_trip_figure() {
     if !root_or_skip("round_trip_figure") {
         return;
     }
-    let mut pair = Pair::new("rtt");
+    let pair = Pair::new("rtt");
     let endpoint = listen(free_port());
     let exe = std::env::current_exe().unwrap();
     let spawn = |host: &Host, role: &str, label: &str| {
