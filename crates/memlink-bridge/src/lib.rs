@@ -30,7 +30,8 @@
 //! resumes: the kernel released its places when it died, and Zenoh
 //! reconnects to the endpoints it is given.
 //!
-//! Request/response across machines is not carried yet.
+//! Request/response services are carried too, through Zenoh queryables:
+//! see [`rpc`].
 //!
 //! [`Sample::from_bridge`]: memlink::pubsub::Sample
 
@@ -156,6 +157,8 @@ macro_rules! log {
     ($($arg:tt)*) => { $crate::log(format_args!($($arg)*)) };
 }
 
+pub mod rpc;
+
 /// A glob over service names: `*` any run of characters, `?` one.
 #[derive(Debug, Clone)]
 struct Pattern(Vec<char>);
@@ -210,6 +213,8 @@ struct Bridged {
 
 /// A running bridge: a Zenoh session and the services it carries.
 pub struct Bridge {
+    /// Dropped first: its threads use the session.
+    rpc: rpc::Services,
     session: zenoh::Session,
     config: BridgeConfig,
     /// Names given whole.
@@ -281,6 +286,7 @@ impl Bridge {
             config.prefix
         );
         Ok(Bridge {
+            rpc: rpc::Services::default(),
             session,
             config,
             names,
@@ -345,6 +351,10 @@ impl Bridge {
                 Err(e) => self.failed("(listing)", format!("cannot list objects: {e}")),
             }
         }
+        let rpc = self
+            .rpc
+            .scan(&self.session, &self.config.prefix, &self.names, &self.globs);
+        candidates.retain(|n| !rpc.contains(n));
         for name in candidates {
             let named = self.names.contains(&name);
             match self.join(&name) {

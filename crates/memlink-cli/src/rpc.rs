@@ -26,11 +26,13 @@ pub fn inspect(name: &str) -> Option<RpcInfo> {
 
 /// A service's participants in a few words, for `ls`.
 pub fn summary(info: &RpcInfo) -> String {
+    let bridged = info.server.iter().chain(&info.clients).any(|p| p.bridge);
     format!(
-        "{} server, {} clients, {} in flight",
+        "{} server, {} clients, {} in flight{}",
         if info.server.is_some() { "1" } else { "no" },
         info.clients.len(),
-        info.in_flight
+        info.in_flight,
+        if bridged { ", bridged" } else { "" }
     )
 }
 
@@ -57,8 +59,9 @@ pub fn rows(info: &RpcInfo, row: &mut dyn FnMut(&str, String)) {
     row("in flight", info.in_flight.to_string());
     let member = |p: &RpcParticipant, what: &str| {
         format!(
-            "{}  {what} {}, {} in flight",
+            "{}{}  {what} {}, {} in flight",
             Process::new(p.pid).long(),
+            if p.bridge { " (bridge)" } else { "" },
             p.requests,
             p.in_flight
         )

@@ -100,7 +100,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
             Ordering::SeqCst,
         );
         e.pid.store(std::process::id(), Ordering::Relaxed);
-        e.flags.store(0, Ordering::Relaxed);
+        e.flags.store(options.participant_flags, Ordering::Relaxed);
         let (w, bit) = bit_of(index);
         rpc.control.sleepers(w).fetch_and(!bit, Ordering::Relaxed);
         // Release: pairs with the Acquire loads of inspectors.

@@ -4,7 +4,9 @@
 
 use std::sync::atomic::Ordering;
 
-use super::layout::{Control, Layout, PayloadType, Settings, Types, ACTIVE, GEN, MAGIC, VERSION};
+use super::layout::{
+    Control, Layout, PayloadType, Settings, Types, ACTIVE, FLAG_BRIDGE, GEN, MAGIC, VERSION,
+};
 use super::{RpcOptions, KIND};
 use crate::error::{Error, ErrorKind, ObjectKind, Operation, Result};
 use crate::messaging::{self, Bells, Format, Opened};
@@ -189,6 +191,9 @@ pub struct RpcParticipant {
     pub requests: u64,
     /// A client's requests in flight now (for the server: all of them).
     pub in_flight: u64,
+    /// Whether it is a bridge to another machine (`memlink-bridge`): a
+    /// bridge's server answers for a server on another machine.
+    pub bridge: bool,
 }
 
 /// Looks at a request/response service without joining it: its settings,
@@ -224,6 +229,9 @@ pub fn inspect_rpc(name: &str) -> Result<RpcInfo> {
         pid,
         requests: control.server_counters().received.load(Ordering::Relaxed),
         in_flight: total,
+        // Relaxed: written before the Release store of ACTIVE, which
+        // `participants` loaded with Acquire.
+        bridge: control.server().flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0,
     });
     let clients = clients
         .into_iter()
@@ -232,6 +240,7 @@ pub fn inspect_rpc(name: &str) -> Result<RpcInfo> {
             pid,
             requests: control.client(index).sent.load(Ordering::Relaxed),
             in_flight: u64::from(in_flight(&control, index)),
+            bridge: control.client(index).flags.load(Ordering::Relaxed) & FLAG_BRIDGE != 0,
         })
         .collect();
     Ok(RpcInfo {

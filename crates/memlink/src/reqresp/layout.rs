@@ -55,6 +55,11 @@ pub(super) const GEN: u64 = ABORTED - 1;
 /// In a ring entry's `gen` word: the stream ends with this response.
 pub(super) const LAST: u64 = 1 << 63;
 
+/// Participant flag: the place is held by a bridge to another machine
+/// (`memlink-bridge`): a bridge's server answers for a remote one, so no
+/// bridge carries it to the network again.
+pub(super) const FLAG_BRIDGE: u32 = 1;
+
 /// The settings a service is made with; stored in its header.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

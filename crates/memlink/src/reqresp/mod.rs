@@ -120,6 +120,8 @@ pub struct RpcOptions {
     max_request_len: Option<u64>,
     max_response_len: Option<u64>,
     mode: u32,
+    /// Flags of the participants joining with these options.
+    participant_flags: u32,
     /// Join whatever payload types the service has (tools); a new service
     /// is made for `[u8]` both ways.
     any_payload: bool,
@@ -171,6 +173,15 @@ impl RpcOptions {
     /// `0o600`); on Windows the doorbells are made with default security.
     pub fn mode(mut self, mode: u32) -> Self {
         self.mode = mode & 0o777;
+        self
+    }
+
+    /// Marks the participants that join with these options as a bridge to
+    /// another machine (`RpcParticipant::bridge`). For `memlink-bridge`;
+    /// not part of the stable API.
+    #[doc(hidden)]
+    pub fn bridge(mut self) -> Self {
+        self.participant_flags |= layout::FLAG_BRIDGE;
         self
     }
 

@@ -115,7 +115,7 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
         s.epoch.store(epoch, Ordering::Relaxed);
         s.pid.store(std::process::id(), Ordering::Relaxed);
         c.server_counters().received.store(0, Ordering::Relaxed);
-        s.flags.store(0, Ordering::Relaxed);
+        s.flags.store(options.participant_flags, Ordering::Relaxed);
         s.sleeping.store(0, Ordering::Relaxed);
         // Release: pairs with the Acquire loads of clients and inspectors,
         // which then see the epoch and the ends above.
@@ -554,6 +554,22 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'a, Req, R
         ctl.chan_server(self.client, self.channel)
             .done
             .store(self.gen, Ordering::SeqCst);
+        self.server.rpc.wake_client(self.client);
+    }
+
+    /// Ends the request as lost: after the responses sent before, the
+    /// client gets an [`ErrorKind::PeerGone`] error, as if this server had
+    /// died with it. For `memlink-bridge`, whose remote server failed or
+    /// could not be reached; not part of the stable API.
+    #[doc(hidden)]
+    pub fn abort(mut self) {
+        self.ended = true;
+        let ctl = &self.server.rpc.control;
+        // SeqCst: as in `finish`; the client reads the ABORTED bit with
+        // the generation (its Acquire load of `done`).
+        ctl.chan_server(self.client, self.channel)
+            .done
+            .store(self.gen | ABORTED, Ordering::SeqCst);
         self.server.rpc.wake_client(self.client);
     }
 

@@ -106,7 +106,7 @@ impl Child {
     fn spawn_with(mut command: Command, role: &str, args: &[&str]) -> Child {
         let mut spec = vec![role];
         spec.extend_from_slice(args);
-        let mut process = command
+        command
             .args([
                 "--ignored",
                 "--exact",
@@ -117,9 +117,21 @@ impl Child {
             .env(ROLE_VAR, spec.join("\u{1f}"))
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn the test binary as a child");
+            .stderr(Stdio::inherit());
+        // Wine's CreateProcess now and then fails with ERROR_INTERNAL_ERROR
+        // (1359) when many processes start at once; nothing was started, so
+        // trying again is safe. Any other failure, or a third one, is the
+        // test's.
+        let mut attempts = 0;
+        let mut process = loop {
+            match command.spawn() {
+                Ok(process) => break process,
+                Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && attempts < 2 => {
+                    attempts += 1;
+                }
+                Err(e) => panic!("spawn the test binary as a child: {e}"),
+            }
+        };
         let stdout = process.stdout.take().unwrap();
         let (tx, lines) = mpsc::channel();
         std::thread::spawn(move || {
