@@ -9,265 +9,34 @@
 
 #![cfg(target_os = "linux")]
 
+mod support;
+
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader, Write};
-use std::os::unix::process::CommandExt;
-use std::process::{Child, ChildStdin, Command, Stdio};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::io::BufRead;
 use std::time::{Duration, Instant};
 
-const BRIDGE: &str = env!("CARGO_BIN_EXE_memlink-bridge");
+use support::*;
+
 /// The environment variable that makes this binary a local process.
 const ROLE: &str = "MEMLINK_BRIDGE_TEST_ROLE";
 /// Probe values count down from here; data values stay far below.
 const PROBE: u64 = 1 << 60;
-const STARTUP: Duration = Duration::from_secs(30);
-const DELIVERY: Duration = Duration::from_secs(60);
 
-fn root_or_skip(test: &str) -> bool {
-    // SAFETY: geteuid has no preconditions.
-    if unsafe { libc::geteuid() } == 0 {
-        return true;
-    }
-    if std::env::var_os("CI").is_some() {
-        panic!("{test}: needs root (mount namespaces), and CI runs as root");
-    }
-    eprintln!("{test}: skipped: needs root to make a mount namespace per simulated host");
-    false
-}
-
-fn unique(tag: &str) -> String {
-    use std::sync::atomic::{AtomicU32, Ordering};
-    static N: AtomicU32 = AtomicU32::new(0);
-    format!(
-        "mlbr-{tag}-{}-{}",
-        std::process::id(),
-        N.fetch_add(1, Ordering::Relaxed)
-    )
-}
-
-fn free_port() -> u16 {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
-    listener.local_addr().unwrap().port()
-}
-
-/// Kills the child when this test's thread goes, however it goes.
-fn die_with_parent(command: &mut Command) -> &mut Command {
-    // SAFETY: prctl is async-signal-safe; it only sets a flag on the child.
-    unsafe {
-        command.pre_exec(|| {
-            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
-                return Err(std::io::Error::last_os_error());
-            }
-            Ok(())
-        })
-    }
-}
-
-/// A process with its output read line by line on threads.
-struct Proc {
-    label: String,
-    child: Child,
-    stdin: Option<ChildStdin>,
-    out: Receiver<String>,
-    err: Receiver<String>,
-    /// Every stderr line seen so far (for failure messages).
-    err_seen: Vec<String>,
-}
-
-fn lines(stream: impl std::io::Read + Send + 'static) -> Receiver<String> {
-    let (tx, rx) = channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { return };
-            if tx.send(line).is_err() {
-                return;
-            }
-        }
-    });
-    rx
-}
-
-impl Proc {
-    fn spawn(label: &str, command: &mut Command) -> Proc {
-        let mut child = die_with_parent(command)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {label}: {e}"));
-        let out = lines(child.stdout.take().unwrap());
-        let err = lines(child.stderr.take().unwrap());
-        Proc {
-            label: label.to_owned(),
-            stdin: child.stdin.take(),
-            child,
-            out,
-            err,
-            err_seen: Vec::new(),
-        }
-    }
-
-    /// The next stdout line with "@ " (the helper's own output, after it),
-    /// before `deadline`.
-    fn next(&mut self, deadline: Instant) -> Option<String> {
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.out.recv_timeout(left) {
-                Ok(line) => {
-                    // libtest may have started the line ("test helper_process ... ").
-                    if let Some(at) = line.find("@ ") {
-                        return Some(line[at + 2..].to_owned());
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => return None,
-                Err(RecvTimeoutError::Disconnected) => {
-                    self.drain_err();
-                    panic!(
-                        "{} ended early ({:?}); stderr:\n{}",
-                        self.label,
-                        self.child.try_wait(),
-                        self.err_seen.join("\n")
-                    );
-                }
-            }
-        }
-    }
-
-    fn expect(&mut self, what: &str, within: Duration) {
-        let deadline = Instant::now() + within;
-        while let Some(line) = self.next(deadline) {
-            if line == what {
-                return;
-            }
-        }
-        self.drain_err();
-        panic!(
-            "{}: no {what:?} within {within:?}; stderr:\n{}",
-            self.label,
-            self.err_seen.join("\n")
-        );
-    }
-
-    fn drain_err(&mut self) {
-        while let Ok(line) = self.err.try_recv() {
-            self.err_seen.push(line);
-        }
-    }
-
-    /// Waits for a stderr line containing `text` (the bridge's log).
-    fn expect_log(&mut self, text: &str, within: Duration) -> String {
-        if let Some(line) = self.err_seen.iter().find(|l| l.contains(text)) {
-            return line.clone();
-        }
-        let deadline = Instant::now() + within;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match self.err.recv_timeout(left) {
-                Ok(line) => {
-                    self.err_seen.push(line.clone());
-                    if line.contains(text) {
-                        return line;
-                    }
-                }
-                Err(_) => panic!(
-                    "{}: no log line with {text:?} within {within:?}; stderr:\n{}",
-                    self.label,
-                    self.err_seen.join("\n")
-                ),
-            }
-        }
-    }
-
-    fn send(&mut self, command: &str) {
-        let stdin = self.stdin.as_mut().expect("stdin open");
-        writeln!(stdin, "{command}").expect("the helper reads its commands");
-        stdin.flush().unwrap();
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while Instant::now() < deadline {
-            if self.child.try_wait().unwrap().is_some() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(10));
-        }
-        panic!("{} did not die after SIGKILL", self.label);
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        if std::thread::panicking() || std::env::var_os("MEMLINK_BRIDGE_TEST_LOGS").is_some() {
-            self.drain_err();
-            eprintln!(
-                "--- stderr of {}:\n{}",
-                self.label,
-                self.err_seen.join("\n")
-            );
-        }
-    }
-}
-
-/// A simulated host: a mount namespace with a private tmpfs on `/dev/shm`,
-/// kept alive by a holder process; others join it with `nsenter`.
-struct Host {
-    name: &'static str,
-    holder: Proc,
-}
-
-impl Host {
-    fn new(name: &'static str) -> Host {
-        let mut holder = Proc::spawn(
-            &format!("host {name}"),
-            Command::new("unshare").args([
-                "--mount",
-                "--propagation",
-                "private",
-                "--",
-                "sh",
-                "-c",
-                "mount -t tmpfs -o size=256m,mode=1777 memlink-test /dev/shm && echo '@ ready' && exec cat",
-            ]),
-        );
-        holder.expect("ready", STARTUP);
-        Host { name, holder }
-    }
-
-    fn command(&self, program: &str) -> Command {
-        let mut c = Command::new("nsenter");
-        c.arg(format!("--mount=/proc/{}/ns/mnt", self.holder.child.id()))
-            .arg("--")
-            .arg(program);
-        c
-    }
-
-    /// Starts this test binary as a local publisher or subscriber of
-    /// `service` (byte slices of up to `max` bytes; slow subscribers block).
-    fn helper(&self, role: &str, service: &str, max: u64) -> Proc {
-        let exe = std::env::current_exe().unwrap();
-        let mut c = self.command(exe.to_str().unwrap());
-        c.args([
-            "--exact",
-            "helper_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, format!("{role} {service} {max}"));
-        let mut p = Proc::spawn(&format!("{role} {service} on {}", self.name), &mut c);
-        p.expect("ready", STARTUP);
-        p
-    }
-
-    fn bridge(&self, args: &[&str]) -> Proc {
-        let mut c = self.command(BRIDGE);
-        c.args(args).args(["--scan-interval", "100"]);
-        Proc::spawn(&format!("bridge on {}", self.name), &mut c)
-    }
+/// Starts this test binary on `host` as a local publisher or subscriber of
+/// `service` (byte slices of up to `max` bytes; slow subscribers block).
+fn helper(host: &Host, role: &str, service: &str, max: u64) -> Proc {
+    let exe = std::env::current_exe().unwrap();
+    let mut c = host.command(exe.to_str().unwrap());
+    c.args([
+        "--exact",
+        "helper_process",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env(ROLE, format!("{role} {service} {max}"));
+    let mut p = Proc::spawn(&format!("{role} {service} on {}", host.name), &mut c);
+    p.expect("ready", STARTUP);
+    p
 }
 
 /// What the local processes do, when this binary is started as one.
@@ -387,10 +156,6 @@ fn values(got: &[(u64, u64)]) -> Vec<u64> {
     got.iter().map(|&(_, v)| v).collect()
 }
 
-fn listen(port: u16) -> String {
-    format!("tcp/127.0.0.1:{port}")
-}
-
 #[test]
 fn a_publisher_on_a_reaches_subscribers_on_b_in_order() {
     if !root_or_skip("a_publisher_on_a_reaches_subscribers_on_b_in_order") {
@@ -405,9 +170,9 @@ fn a_publisher_on_a_reaches_subscribers_on_b_in_order() {
     let mut bridge_b = b.bridge(&["--service", &glob, "--connect", &endpoint]);
     bridge_a.expect_log("Zenoh session", STARTUP);
     bridge_b.expect_log("remote bridge", STARTUP);
-    let mut sub1 = b.helper("sub", &name, 4096);
-    let mut sub2 = b.helper("sub", &name, 4096);
-    let mut publisher = a.helper("pub", &name, 4096);
+    let mut sub1 = helper(&b, "sub", &name, 4096);
+    let mut sub2 = helper(&b, "sub", &name, 4096);
+    let mut publisher = helper(&a, "pub", &name, 4096);
     bridge_a.expect_log(&format!("bridging service {name}"), STARTUP);
     bridge_b.expect_log(&format!("bridging service {name}"), STARTUP);
     probe_until_routed(&mut publisher, &mut [&mut sub1, &mut sub2]);
@@ -431,10 +196,10 @@ fn both_directions_at_once_and_no_duplicates_when_both_sides_bridge() {
     let endpoint = listen(free_port());
     // A publisher and a subscriber of the same service on each host, both
     // bridges carrying it.
-    let mut sub_a = a.helper("sub", &name, 4096);
-    let mut pub_a = a.helper("pub", &name, 4096);
-    let mut sub_b = b.helper("sub", &name, 4096);
-    let mut pub_b = b.helper("pub", &name, 4096);
+    let mut sub_a = helper(&a, "sub", &name, 4096);
+    let mut pub_a = helper(&a, "pub", &name, 4096);
+    let mut sub_b = helper(&b, "sub", &name, 4096);
+    let mut pub_b = helper(&b, "pub", &name, 4096);
     let mut bridge_a = a.bridge(&["--service", &name, "--listen", &endpoint]);
     let mut bridge_b = b.bridge(&["--service", &name, "--connect", &endpoint]);
     bridge_a.expect_log(&format!("bridging service {name}"), STARTUP);
@@ -482,8 +247,8 @@ fn a_bridge_killed_and_restarted_resumes_forwarding() {
     let (a, b) = (Host::new("A"), Host::new("B"));
     let name = unique("restart");
     let endpoint = listen(free_port());
-    let mut sub = b.helper("sub", &name, 4096);
-    let mut publisher = a.helper("pub", &name, 4096);
+    let mut sub = helper(&b, "sub", &name, 4096);
+    let mut publisher = helper(&a, "pub", &name, 4096);
     let mut bridge_a = a.bridge(&["--service", &name, "--listen", &endpoint]);
     let b_args = ["--service", name.as_str(), "--connect", endpoint.as_str()];
     let mut bridge_b = b.bridge(&b_args);
@@ -540,8 +305,8 @@ fn a_remote_sample_larger_than_the_service_takes_is_refused() {
     let name = unique("big");
     let endpoint = listen(free_port());
     // The same service, 4 KiB samples on A, 64 bytes at most on B.
-    let mut sub = b.helper("sub", &name, 64);
-    let mut publisher = a.helper("pub", &name, 4096);
+    let mut sub = helper(&b, "sub", &name, 64);
+    let mut publisher = helper(&a, "pub", &name, 4096);
     let _bridge_a = a.bridge(&["--service", &name, "--listen", &endpoint]);
     let mut bridge_b = b.bridge(&["--service", &name, "--connect", &endpoint]);
     bridge_b.expect_log(&format!("bridging service {name}"), STARTUP);

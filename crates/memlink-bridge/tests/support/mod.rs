@@ -1,7 +1,6 @@
 //! The two-host harness shared by the bridge's tests: each "host" is a
 //! mount namespace with its own tmpfs on `/dev/shm`, holding a bridge and
 //! local processes; processes' output is read line by line with deadlines.
-//! (The same as tests/two_hosts.rs's, which can move to it.)
 
 #![allow(dead_code)]
 
