@@ -99,6 +99,28 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
             e.epoch.load(Ordering::Relaxed).wrapping_add(1),
             Ordering::SeqCst,
         );
+        // A holder killed between a request's `req` store and its `sent`
+        // store left a request the server never looks at (it scans a place
+        // only when `sent` moves), and that channel would stay busy for
+        // ever: move `sent` once so the server finds it, and ends it unseen
+        // (its epoch is not ours). Acquire: pairs with the Release stores
+        // of `req` (a dead holder's) and `taken` (the server's CAS).
+        let orphaned = (0..l.depth()).any(|k| {
+            let req = rpc
+                .control
+                .chan_client(index, k)
+                .req
+                .load(Ordering::Acquire);
+            req != rpc
+                .control
+                .chan_server(index, k)
+                .taken
+                .load(Ordering::Acquire)
+        });
+        if orphaned {
+            // SeqCst: as every `sent` store (see `publish`).
+            e.sent.fetch_add(1, Ordering::SeqCst);
+        }
         e.pid.store(std::process::id(), Ordering::Relaxed);
         e.flags.store(options.participant_flags, Ordering::Relaxed);
         let (w, bit) = bit_of(index);
@@ -308,8 +330,10 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
         // SeqCst: (1) releases the request to the server's Acquire load of
         // `sent`; (2) is ordered before the load of its mark in
         // `wake_server`, against the server's SeqCst mark and re-check.
-        e.sent
-            .store(e.sent.load(Ordering::Relaxed) + 1, Ordering::SeqCst);
+        e.sent.store(
+            e.sent.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::SeqCst,
+        );
         self.rpc.wake_server();
         PendingResponse {
             client: self,
@@ -722,13 +746,27 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> PendingResponse<'a, Req,
             // Acquire: pairs with the server's SeqCst (release) head store,
             // after the payload and the entry.
             let head = chs.resp_head.load(Ordering::Acquire);
+            // The server never runs more than a ring ahead (it waits for
+            // room): a head further on was written over by someone.
+            let ring = self.client.rpc.layout().ring();
+            if head.wrapping_sub(tail) > ring {
+                return Err(self
+                    .client
+                    .rpc
+                    .error(Operation::Receive, ErrorKind::Incompatible)
+                    .with_detail(format!(
+                        "channel {k}'s responses run {} ahead of the client, past the ring \
+                         of {ring}: the service is corrupted",
+                        head.wrapping_sub(tail)
+                    )));
+            }
             if tail != head {
                 let entry = c.entry(i, k, tail);
                 let gen = entry.gen.load(Ordering::Relaxed);
                 if gen & GEN != self.gen {
                     // Not ours (an answer to an earlier request that was
                     // given up on): skip it.
-                    chc.resp_tail.store(tail + 1, Ordering::Release);
+                    chc.resp_tail.store(tail.wrapping_add(1), Ordering::Release);
                     continue;
                 }
                 let len = entry.len.load(Ordering::Relaxed);
@@ -866,7 +904,8 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Drop for Response<'_, '_, Re
         // SeqCst: (1) releases this client's reads of the slot before the
         // server reuses it (its Acquire load of the tail); (2) is ordered
         // before the load of its mark (it may wait for room).
-        chc.resp_tail.store(self.n + 1, Ordering::SeqCst);
+        chc.resp_tail
+            .store(self.n.wrapping_add(1), Ordering::SeqCst);
         client.rpc.wake_server();
         if self.last {
             self.pending.end();
@@ -879,5 +918,70 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized + fmt::Debug> fmt::Debug
 {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Debug::fmt(&**self, f)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::Ordering;
+    use std::time::Duration;
+
+    use super::super::RpcOptions;
+    use crate::ErrorKind;
+
+    /// A holder killed between a request's `req` store and its `sent`
+    /// store (simulated: the stores `publish` makes, then the close the
+    /// kernel makes of a kill) must not leave its channel busy for the next
+    /// holder of the place.
+    #[test]
+    fn a_request_orphaned_between_req_and_sent_does_not_block_the_place() {
+        let name = format!("memlink-test-rpc-orphan-{}", std::process::id());
+        let opts = RpcOptions::new().max_clients(1).max_in_flight(1);
+        let server = opts.server::<u64, u64>(&name).unwrap();
+        {
+            let a = opts.client::<u64, u64>(&name).unwrap();
+            let mut p = a.send_copy(&1).unwrap();
+            server.try_recv().unwrap().unwrap().respond(&2).unwrap();
+            assert_eq!(*p.recv().unwrap().unwrap(), 2);
+            assert!(p.recv().unwrap().is_none());
+            drop(p);
+            assert!(server.try_recv().unwrap().is_none(), "the place is idle");
+            let c = &a.rpc.control;
+            let chc = c.chan_client(a.index, 0);
+            chc.req_len.store(8, Ordering::Relaxed);
+            let epoch = c.client(a.index).epoch.load(Ordering::Relaxed);
+            chc.req_epoch.store(epoch, Ordering::Relaxed);
+            chc.req
+                .store(chc.req.load(Ordering::Relaxed) + 1, Ordering::Release);
+        }
+        let b = opts.client::<u64, u64>(&name).unwrap();
+        assert_eq!(b.index(), 0, "the same place");
+        // The orphan is ended unseen: nobody waits for its answer.
+        let idle = server.recv_timeout(Duration::from_millis(100)).unwrap_err();
+        assert_eq!(idle.kind(), ErrorKind::Timeout);
+        let mut p = b.send_copy_timeout(&3, Duration::from_secs(5)).unwrap();
+        let request = server.recv_timeout(Duration::from_secs(5)).unwrap();
+        assert_eq!(*request, 3);
+        request.respond(&4).unwrap();
+        assert_eq!(*p.recv().unwrap().unwrap(), 4);
+    }
+
+    /// Garbage in a channel's response head (any process that can write
+    /// the region can put it there) is an error for the client and no
+    /// panic for the server.
+    #[test]
+    fn a_corrupted_response_head_is_an_error_not_a_panic_or_a_spin() {
+        let name = format!("memlink-test-rpc-head-{}", std::process::id());
+        let opts = RpcOptions::new().max_clients(1).max_in_flight(1);
+        let server = opts.server::<u64, u64>(&name).unwrap();
+        let a = opts.client::<u64, u64>(&name).unwrap();
+        let head = &a.rpc.control.chan_server(a.index, 0).resp_head;
+        head.store(u64::MAX, Ordering::Relaxed);
+        let mut p = a.send_copy(&1).unwrap();
+        let request = server.try_recv().unwrap().unwrap();
+        request.respond(&2).unwrap(); // wraps, no overflow panic
+        head.store(1 << 40, Ordering::Relaxed);
+        let err = p.try_recv().err().map(|e| e.kind());
+        assert_eq!(err, Some(ErrorKind::Incompatible));
     }
 }

@@ -297,6 +297,13 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Server<Req, Resp> {
                 drop(active); // ends it: nobody waits for the answers
                 continue;
             }
+            // A request an earlier holder of the place left when it died:
+            // nobody waits for the answers either. Acquire: pairs with the
+            // new holder's SeqCst epoch store, made before its `sent` store.
+            if active.epoch != ctl.client(c).epoch.load(Ordering::Acquire) {
+                drop(active);
+                continue;
+            }
             // Several threads of this server may count at once.
             ctl.server_counters()
                 .received
@@ -536,7 +543,7 @@ impl<'a, Req: Payload + ?Sized, Resp: Payload + ?Sized> ActiveRequest<'a, Req, R
         // bit in `wake_client`, against its SeqCst bit set and re-check.
         ctl.chan_server(self.client, self.channel)
             .resp_head
-            .store(head + 1, Ordering::SeqCst);
+            .store(head.wrapping_add(1), Ordering::SeqCst);
         self.server.rpc.wake_client(self.client);
     }
 
@@ -708,11 +715,11 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> ResponseMut<'_, '_, Req, Res
         self.request.publish(self.head, bytes, false);
     }
 
-    /// Sends the response as the last one: the request ends with it (the
-    /// zero-copy form of [`ActiveRequest::respond`]). The request may still
-    /// be dropped or [`end`](ActiveRequest::end)ed after; it does nothing
-    /// more.
-    pub fn send_last(self) {
+    /// Sends the response as the last one: the request ends with it. Only
+    /// for [`ActiveRequest::respond`], which consumes the request: once it
+    /// has ended, the client may reuse the channel (its request slot and
+    /// response ring), so nothing may read or answer it any more.
+    fn send_last(self) {
         // SAFETY: `ptr` points at this loan's payload (see `loan_bytes`).
         let bytes = unsafe { (*self.ptr).byte_len() } as u64;
         self.request.publish(self.head, bytes, true);
