@@ -381,7 +381,9 @@ fn forward(name: &str, querier: &Querier<'static>, mut request: ActiveRequest<'_
             Ok(sample) if sample.kind() == SampleKind::Delete => return request.end(),
             Ok(sample) => {
                 let bytes = sample.payload().to_bytes();
-                if let Err(e) = request.send_copy(&bytes) {
+                // Bounded: a local client that never reads must not hold
+                // this worker (and the bridge's scans, which join it) for ever.
+                if let Err(e) = request.send_copy_timeout(&bytes, RPC_TIMEOUT) {
                     log!(
                         "refused a {}-byte response from the network for rpc service {name}: {e}",
                         bytes.len()

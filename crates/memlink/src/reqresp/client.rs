@@ -330,10 +330,10 @@ impl<Req: Payload + ?Sized, Resp: Payload + ?Sized> Client<Req, Resp> {
         // SeqCst: (1) releases the request to the server's Acquire load of
         // `sent`; (2) is ordered before the load of its mark in
         // `wake_server`, against the server's SeqCst mark and re-check.
-        e.sent.store(
-            e.sent.load(Ordering::Relaxed).wrapping_add(1),
-            Ordering::SeqCst,
-        );
+        // An atomic add: threads sharing this client send at once, and a
+        // lost increment could hide a request from a server that saw the
+        // other one's.
+        e.sent.fetch_add(1, Ordering::SeqCst);
         self.rpc.wake_server();
         PendingResponse {
             client: self,
