@@ -25,18 +25,8 @@ const PROBE: u64 = 1 << 60;
 /// Starts this test binary on `host` as a local publisher or subscriber of
 /// `service` (byte slices of up to `max` bytes; slow subscribers block).
 fn helper(host: &Host, role: &str, service: &str, max: u64) -> Proc {
-    let exe = std::env::current_exe().unwrap();
-    let mut c = host.command(exe.to_str().unwrap());
-    c.args([
-        "--exact",
-        "helper_process",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env(ROLE, format!("{role} {service} {max}"));
-    let mut p = Proc::spawn(&format!("{role} {service} on {}", host.name), &mut c);
-    p.expect("ready", STARTUP);
-    p
+    let label = format!("{role} {service} on {}", host.name);
+    host.helper(ROLE, &format!("{role} {service} {max}"), &label)
 }
 
 /// What the local processes do, when this binary is started as one.

@@ -108,18 +108,9 @@ impl Pair {
 
     /// This test binary as a server on host A, in `role`.
     fn helper(&self, role: &str) -> Proc {
-        let exe = std::env::current_exe().unwrap();
-        let mut c = self.a.command(exe.to_str().unwrap());
-        c.args([
-            "--exact",
-            "helper_process",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(ROLE, format!("{role} {}", self.name));
-        let mut p = Proc::spawn(&format!("{role} server on A"), &mut c);
-        p.expect("ready", STARTUP);
-        p
+        let label = format!("{role} server on A");
+        self.a
+            .helper(ROLE, &format!("{role} {}", self.name), &label)
     }
 }
 

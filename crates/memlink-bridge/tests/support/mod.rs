@@ -240,6 +240,24 @@ impl Host {
         c
     }
 
+    /// Starts this test binary on the host as a local process: its
+    /// `helper_process` test, told what to do by `role` in the environment
+    /// variable `role_var`; waits for its "ready".
+    pub fn helper(&self, role_var: &str, role: &str, label: &str) -> Proc {
+        let exe = std::env::current_exe().unwrap();
+        let mut c = self.command(exe.to_str().unwrap());
+        c.args([
+            "--exact",
+            "helper_process",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(role_var, role);
+        let mut p = Proc::spawn(label, &mut c);
+        p.expect("ready", STARTUP);
+        p
+    }
+
     pub fn bridge(&self, args: &[&str]) -> Proc {
         let mut c = self.command(BRIDGE);
         c.args(args).args(["--scan-interval", "100"]);
